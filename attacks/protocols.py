@@ -1,0 +1,188 @@
+"""Evaluation protocols as data, and the engine that runs one on a classifier.
+
+A protocol is a sequence of stages; each stage attacks only the points still robust after the stages before it
+(AutoAttack's "robust flags"). Points the model already misclassifies are never attacked and never robust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from attacks.apgd import apgd
+from attacks.losses import classification_objective
+from attacks.pgd import pgd
+
+
+@dataclass(frozen=True)
+class Stage:
+    method: str  # apgd | pgd
+    loss: str  # ce | dlr | dlr-targeted
+    iterations: int
+    restarts: int = 1
+    targets: int = 0  # target classes tried, for targeted losses
+    momentum: float = 0.0  # pgd only
+
+    def label(self) -> str:
+        name = {"ce": "CE", "dlr": "DLR", "dlr-targeted": "T"}[self.loss]
+        head = f"{self.method.upper()}-{name}"
+        reps = f"{self.targets} targets" if self.targets else f"{self.restarts} restart{'s' * (self.restarts > 1)}"
+        return f"{head} {self.iterations} it × {reps}"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    description: str
+    stages: tuple[Stage, ...] = ()
+    norm: str = "linf"
+
+    @property
+    def iterations(self) -> int:
+        return max((s.iterations for s in self.stages), default=0)
+
+    @property
+    def restarts(self) -> int:
+        return max((s.restarts for s in self.stages), default=0)
+
+    def summary(self) -> str:
+        return " → ".join(s.label() for s in self.stages) or "clean"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        Protocol("none", "clean accuracy only, no attack"),
+        Protocol("pgd-10", "ℓ∞ PGD, 10 steps of 2.5ε/10, random start",
+                 (Stage("pgd", "ce", 10),)),
+        Protocol("pgd-100", "ℓ∞ PGD, 100 steps of 2.5ε/100, random start",
+                 (Stage("pgd", "ce", 100),)),
+        Protocol("apgd", "single APGD-CE run, 100 iterations, 1 restart",
+                 (Stage("apgd", "ce", 100),)),
+        Protocol("apgd-dlr", "single APGD-DLR run, 100 iterations, 1 restart",
+                 (Stage("apgd", "dlr", 100),)),
+        Protocol("aa-custom", "FARE's AutoAttack 'custom': APGD-CE 100 it × 5 restarts, then APGD-T 9 targets × "
+                 "100 it, each on the points still robust",
+                 (Stage("apgd", "ce", 100, restarts=5), Stage("apgd", "dlr-targeted", 100, targets=9))),
+    )
+}
+
+
+@dataclass
+class ProtocolState:
+    """Robust flags after each completed stage; saved after every stage so a long run resumes where it stopped."""
+
+    next_stage: int
+    robust: torch.Tensor  # bool (B,)
+    x_adv: torch.Tensor
+    broken_by: list[str] = field(default_factory=list)  # per sample: stage label that broke it, or ""
+    iterations: torch.Tensor | None = None  # per sample: iterations of the breaking stage (0 if none)
+
+    def save(self, path: str | Path) -> None:
+        from bench.checkpoints import atomic_write_bytes, save_tensors
+
+        path = Path(path)
+        save_tensors(path.with_suffix(".safetensors"),
+                     {"robust": self.robust.cpu(), "x_adv": self.x_adv.cpu(), "iterations": self.iterations.cpu()})
+        atomic_write_bytes(path.with_suffix(".json"),
+                           json.dumps({"next_stage": self.next_stage, "broken_by": self.broken_by}).encode())
+
+    @classmethod
+    def load(cls, path: str | Path) -> ProtocolState:
+        from bench.checkpoints import load_tensors
+
+        path = Path(path)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        t = load_tensors(path.with_suffix(".safetensors"))
+        return cls(meta["next_stage"], t["robust"].bool(), t["x_adv"], meta["broken_by"], t["iterations"])
+
+
+@dataclass
+class ClassificationOutcome:
+    """Per-sample results of a protocol on a batch."""
+
+    clean_pred: torch.Tensor
+    adv_pred: torch.Tensor
+    clean_correct: torch.Tensor
+    robust: torch.Tensor  # correct on the clean image and on the adversarial one (re-scored in fp32)
+    attack_success: torch.Tensor  # what the attack claimed (agrees with re-scoring, checked in tests)
+    broken_by: list[str]
+    iterations: torch.Tensor
+    nonfinite: torch.Tensor  # NaN/Inf logits on the clean or adversarial image, or in the attack loss
+    x_adv: torch.Tensor
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32" or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
+
+
+def run_protocol(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol: Protocol, seeds: torch.Tensor,
+                 *, precision: str = "fp32", state: ProtocolState | None = None, on_stage=None
+                 ) -> ClassificationOutcome:
+    """Run ``protocol`` on classifier ``model`` for images ``x`` (in [0,1]) and labels ``y``.
+
+    ``seeds`` (one per sample) fix every random start. ``state`` resumes after the last completed stage;
+    ``on_stage(state)`` is called after each stage (e.g. to save it). Half precision applies to the attack's
+    forward passes on GPU only; the final scoring is always fp32.
+    """
+    with torch.no_grad():
+        clean_logits = model(x).float()
+    clean_pred = clean_logits.argmax(dim=1)
+    finite_clean = torch.isfinite(clean_logits).all(dim=1)
+    clean_correct = (clean_pred == y) & finite_clean
+    n_classes = clean_logits.shape[1]
+    if state is None:
+        state = ProtocolState(0, clean_correct.clone(), x.detach().clone(), [""] * len(y),
+                              torch.zeros(len(y), dtype=torch.long, device=x.device))
+    nonfinite = ~finite_clean
+
+    def forward(inp):
+        with _autocast(x.device, precision):
+            return model(inp).float()
+
+    for si in range(state.next_stage, len(protocol.stages)):
+        stage = protocol.stages[si]
+        passes = range(min(stage.targets, n_classes - 1)) if stage.loss == "dlr-targeted" else [None]
+        for t in passes:
+            idx = torch.nonzero(state.robust).flatten()
+            if idx.numel() == 0:
+                break
+            target = None
+            if t is not None:
+                # AutoAttack's choice: the (t+2)-th most likely class on the clean image
+                target = clean_logits[idx].argsort(dim=1, descending=True)[:, t + 1]
+            objective = classification_objective(forward, y[idx], stage.loss, target)
+            stream = si * 100 + (t or 0)
+            if stage.method == "apgd":
+                res = apgd(objective, x[idx], eps, n_iter=stage.iterations, restarts=stage.restarts,
+                           norm=protocol.norm, seeds=seeds[idx.cpu()], stream=stream)
+            else:
+                res = pgd(objective, x[idx], eps, n_iter=stage.iterations, momentum=stage.momentum,
+                          norm=protocol.norm, seeds=seeds[idx.cpu()], stream=stream, stop_on_success=True)
+            nonfinite[idx] |= res.nonfinite
+            hit = idx[res.success]
+            state.x_adv[idx] = res.x_adv
+            state.robust[hit] = False
+            state.iterations[hit] = res.iterations[res.success]
+            for i in hit.tolist():
+                state.broken_by[i] = stage.label()
+        state.next_stage = si + 1
+        if on_stage is not None:
+            on_stage(state)
+
+    with torch.no_grad():
+        adv_logits = model(state.x_adv).float()
+    finite_adv = torch.isfinite(adv_logits).all(dim=1)
+    adv_pred = adv_logits.argmax(dim=1)
+    robust = clean_correct & (adv_pred == y) & finite_adv
+    return ClassificationOutcome(clean_pred, adv_pred, clean_correct, robust, clean_correct & ~state.robust,
+                                 state.broken_by, state.iterations, nonfinite | ~finite_adv, state.x_adv)

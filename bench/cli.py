@@ -1,0 +1,158 @@
+"""The ``bench`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from bench.errors import BenchError
+
+
+def _split_list(values: list[str] | None) -> tuple[str, ...]:
+    """``--encoder a,b --encoder c`` → ("a", "b", "c")."""
+    out: list[str] = []
+    for v in values or []:
+        out.extend(p.strip() for p in v.split(",") if p.strip())
+    return tuple(out)
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="micro", help="suite to run (default: micro; see `bench list suites`)")
+    p.add_argument("--encoder", action="append", metavar="NAME",
+                   help="encoder(s), repeatable or comma-separated (default: clip; see `bench list encoders`)")
+    p.add_argument("--attack", default="apgd", metavar="NAME",
+                   help="attack protocol (default: apgd; `none` = clean only; see `bench list attacks`)")
+    p.add_argument("--eps", action="append", metavar="EPS",
+                   help="ℓ∞ budget as a fraction of the pixel range, repeatable: 4/255 or 0.0157 (not 4)")
+    p.add_argument("--task", action="append", metavar="NAME", help="task(s) (default: the suite's)")
+    p.add_argument("--dataset", action="append", metavar="NAME", help="restrict to these datasets")
+    p.add_argument("--n-samples", type=int, metavar="N", help="samples per dataset (default: the suite's)")
+    p.add_argument("--seed", type=int, default=0, help="selects the samples and every random start (default: 0)")
+    p.add_argument("--out", type=Path, default=Path("results"), help="results directory (default: results/)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="images per attack batch (default: the suite's)")
+    p.add_argument("--force", action="store_true", help="recompute cells already in the store")
+    p.add_argument("--no-train", action="store_true",
+                   help="fail instead of training a robust encoder whose checkpoint is missing")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="Adversarial robustness benchmark for CLIP image "
+                                     "encoders (zero-shot classification on the micro suite).")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="evaluate encoders under attack and store the results")
+    _add_run_args(p)
+
+    p = sub.add_parser("report", help="tables and a plot from the stored results")
+    p.add_argument("--out", type=Path, default=Path("results"), help="results directory to read (default: results/)")
+    p.add_argument("--suite", action="append", help="only these suites")
+    p.add_argument("--task", action="append", help="only these tasks")
+    p.add_argument("--encoder", action="append", help="only these encoders")
+    p.add_argument("--protocol", action="append", help="only these attack protocols (plus the clean results)")
+    p.add_argument("--report-dir", type=Path, help="where to write table.md, table.csv and the plot "
+                   "(default: <out>/report)")
+
+    p = sub.add_parser("train", help="adversarially fine-tune a robust encoder (FARE, TeCoA, Sim-CLIP) explicitly; "
+                       "`bench run` also trains missing ones on demand")
+    from bench.train.command import add_arguments
+
+    add_arguments(p)
+
+    p = sub.add_parser("list", help="list encoders, attacks, tasks and suites")
+    p.add_argument("what", nargs="?", choices=["encoders", "attacks", "tasks", "suites"], help="one kind only")
+    return parser
+
+
+def cmd_run(args) -> int:
+    from bench.eps import parse_eps
+    from bench.report import table, to_markdown
+    from bench.runner import RunRequest, run
+
+    req = RunRequest(
+        suite=args.suite, encoders=_split_list(args.encoder) or ("clip",), attack=args.attack,
+        eps=tuple(parse_eps(e) for e in _split_list(args.eps)), tasks=_split_list(args.task),
+        datasets=_split_list(args.dataset), n_samples=args.n_samples, seed=args.seed, out=args.out,
+        device=args.device, batch_size=args.batch_size, force=args.force, allow_training=not args.no_train,
+        progress=not args.no_progress,
+    )
+    rows = run(req)
+    print(to_markdown(table(rows)), end="")
+    print(f"results in {args.out}/runs; `bench report --out {args.out}` for tables and plots")
+    return 0
+
+
+def _filter(rows, column: str, values) -> object:
+    return rows if not values else rows[rows[column].isin(_split_list(values))]
+
+
+def cmd_report(args) -> int:
+    from bench.report import plot_accuracy_vs_eps, table, to_markdown
+    from bench.store import Store
+
+    rows = Store(args.out).rows()
+    rows = _filter(_filter(_filter(rows, "suite", args.suite), "task", args.task), "encoder", args.encoder)
+    if args.protocol:
+        rows = rows[(rows["attack"] == "none") | rows["attack"].isin(_split_list(args.protocol))]
+    tab = table(rows)
+    out = args.report_dir or args.out / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(tab)
+    (out / "table.md").write_text(md)
+    tab.to_csv(out / "table.csv")
+    png = plot_accuracy_vs_eps(rows, out / "accuracy_vs_eps.png")
+    print(md, end="")
+    print(f"wrote {out / 'table.md'}, {out / 'table.csv'} and {png}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from attacks.registry import ATTACKS
+    from bench.encoders.registry import ENCODERS
+    from bench.suites import SUITES
+    from tasks.registry import TASKS
+
+    kinds = {"encoders": ENCODERS, "attacks": ATTACKS, "tasks": TASKS, "suites": SUITES}
+    for kind, reg in kinds.items():
+        if args.what and args.what != kind:
+            continue
+        print(f"{kind}:")
+        width = max(len(e.name) for e in reg)
+        for e in reg:
+            alias = f" (alias: {', '.join(e.aliases)})" if e.aliases else ""
+            print(f"  {e.name:<{width}}  {e.description}{alias}")
+    return 0
+
+
+def cmd_train(args, argv: list[str]) -> int:
+    from bench.train.command import run
+
+    return run(args, argv)
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args, argv)
+        return COMMANDS[args.command](args)
+    except BenchError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished batches are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Batches of micro-world samples: images, labels for the zero-shot datasets, captions and questions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from bench.micro import language
+from bench.micro.world import COLOURS, COUNTS, DEFAULT_IMAGE_SIZE, DEFAULT_WORLD_SEED, SHAPES, Scene, make_sample
+
+ZEROSHOT_DATASETS = ("shape", "colour", "count")
+
+
+@dataclass(frozen=True)
+class MicroSplit:
+    """Samples ``indices`` of one split. Images are uint8 (N, 3, H, W), as real datasets are stored."""
+
+    split: str
+    seed: int
+    indices: tuple[int, ...]
+    images: np.ndarray
+    scenes: tuple[Scene, ...]
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    @property
+    def ids(self) -> list[str]:
+        return [f"{self.split}-{i:06d}" for i in self.indices]
+
+    def labels(self, dataset: str) -> np.ndarray:
+        if dataset == "shape":
+            return np.array([SHAPES.index(s.shape) for s in self.scenes], dtype=np.int64)
+        if dataset == "colour":
+            return np.array([COLOURS.index(s.colour) for s in self.scenes], dtype=np.int64)
+        if dataset == "count":
+            return np.array([COUNTS.index(s.count) for s in self.scenes], dtype=np.int64)
+        raise KeyError(f"unknown micro dataset {dataset!r}; expected one of {ZEROSHOT_DATASETS}")
+
+    def captions(self, i: int, n: int = 5) -> list[str]:
+        return [c.text for c in self.captions_with_mentions(i, n)]
+
+    def captions_with_mentions(self, i: int, n: int = 5) -> list[language.Caption]:
+        rng = language.text_rng(self.seed, self.split, self.indices[i], 0)
+        return language.captions_with_mentions(self.scenes[i], rng, n)
+
+    def questions(self, i: int, n: int = 3) -> list[language.Question]:
+        return language.questions(self.scenes[i], language.text_rng(self.seed, self.split, self.indices[i], 1), n)
+
+
+def generate_indices(split: str, indices, seed: int = DEFAULT_WORLD_SEED,
+                     size: int = DEFAULT_IMAGE_SIZE) -> MicroSplit:
+    """The samples at ``indices`` of ``split``; identical on every call and every machine."""
+    indices = tuple(int(i) for i in indices)
+    images = np.empty((len(indices), 3, size, size), dtype=np.uint8)
+    scenes = []
+    for k, i in enumerate(indices):
+        scene, img = make_sample(seed, split, i, size)
+        images[k] = np.round(img * 255.0).astype(np.uint8).transpose(2, 0, 1)
+        scenes.append(scene)
+    images.setflags(write=False)
+    return MicroSplit(split, seed, indices, images, tuple(scenes))
+
+
+@lru_cache(maxsize=8)
+def generate(split: str, n: int, seed: int = DEFAULT_WORLD_SEED, size: int = DEFAULT_IMAGE_SIZE,
+             start: int = 0) -> MicroSplit:
+    """Samples ``start .. start+n-1`` of ``split``."""
+    return generate_indices(split, range(start, start + n), seed, size)

@@ -1,0 +1,30 @@
+"""Loading the committed micro CLIP as an ``Encoder``."""
+
+from __future__ import annotations
+
+import json
+
+from bench.checkpoints import load_tensors
+from bench.encoders.base import ClipEncoder, EncoderMeta
+from bench.errors import BenchError
+from bench.micro.model import CARD_PATH, CHECKPOINT_PATH, build_model, load_config, tokenizer, unpack_state_dict
+
+ARCH = "micro-vit-4x128-p8-64px"
+
+
+def micro_card() -> dict:
+    if not CARD_PATH.is_file():
+        raise BenchError(f"micro CLIP card missing: {CARD_PATH}; regenerate it with python -m bench.micro.train_clip")
+    return json.loads(CARD_PATH.read_text())
+
+
+def load_micro_clip(device: str = "cpu") -> ClipEncoder:
+    """The committed micro CLIP, checked against the hash its card records."""
+    cfg = load_config()
+    sha = micro_card()["sha256"]
+    state = unpack_state_dict(load_tensors(CHECKPOINT_PATH, expected_sha256=sha), cfg["text_cfg"]["vocab_size"])
+    model = build_model(cfg)
+    model.load_state_dict(state)
+    pre = cfg["preprocess_cfg"]
+    meta = EncoderMeta("clip", ARCH, "clip", None, f"committed micro checkpoint {CHECKPOINT_PATH.name}", sha)
+    return ClipEncoder(model, tokenizer(cfg), pre["mean"], pre["std"], meta).to(device)

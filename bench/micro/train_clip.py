@@ -1,0 +1,194 @@
+"""Train the micro CLIP contrastively on the micro world and write the committed checkpoint and its card.
+
+    python -m bench.micro.train_clip --out bench/micro/assets
+
+Deterministic for a given seed, thread count and torch build (the card records all three); on another machine the
+weights agree to floating-point tolerance, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from bench.checkpoints import atomic_write_bytes, save_tensors
+from bench.micro import language
+from bench.micro.data import ZEROSHOT_DATASETS, generate
+from bench.micro.model import ASSETS, build_model, load_config, pack_state_dict, tokenizer
+from bench.micro.world import COLOURS, COUNTS, SHAPES
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=ASSETS, help="directory for micro_clip.safetensors and its card")
+    p.add_argument("--n-train", type=int, default=30_000, help="training scenes")
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps spent warming up")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (part of what makes a run reproducible)")
+    p.add_argument("--n-eval", type=int, default=1000, help="test scenes for the zero-shot accuracy in the card")
+    return p.parse_args(argv)
+
+
+ATTRIBUTES = ("shape", "colour", "count")
+
+
+def caption_tokens(split, tok) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 5, context) token ids, tokenising each distinct caption once, and (N, 5, 3) masks of which attributes
+    (shape, colour, count) each caption states."""
+    cache: dict[str, torch.Tensor] = {}
+    tokens, mentions = [], []
+    for i in range(len(split)):
+        caps = split.captions_with_mentions(i)
+        for c in caps:
+            if c.text not in cache:
+                cache[c.text] = tok([c.text])[0]
+        tokens.append(torch.stack([cache[c.text] for c in caps]))
+        mentions.append(torch.tensor([[a in c.mentions for a in ATTRIBUTES] for c in caps]))
+    return torch.stack(tokens), torch.stack(mentions)
+
+
+def vocabulary_ids(tok, tokens: torch.Tensor) -> torch.Tensor:
+    """Every token id the micro world can produce: captions seen in training plus all zero-shot prompts."""
+    prompts = [p for d in ZEROSHOT_DATASETS for cls in language.class_prompts(d) for p in cls]
+    return torch.unique(torch.cat([tokens.flatten(), tok(prompts).flatten()]))
+
+
+def scene_attributes(split) -> torch.Tensor:
+    """(N, 3) shape, colour and count indices of every scene."""
+    return torch.tensor([(SHAPES.index(s.shape), COLOURS.index(s.colour), COUNTS.index(s.count))
+                         for s in split.scenes])
+
+
+def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, attrs: torch.Tensor,
+                     mentions: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric loss with soft targets: caption j is a positive for image i whenever image i agrees with
+    every attribute caption j states. Two scenes with the same shape, colour and count (or a terse caption like
+    "star shapes." and any image of stars) are not negatives of each other."""
+    logits = scale * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T
+    agree = attrs[:, None, :] == attrs[None, :, :]  # [i, j, a]: image i and caption j's scene agree on a
+    match = (agree | ~mentions[None, :, :]).all(dim=-1).float()  # [image i, caption j]
+    img_targets = match / match.sum(dim=1, keepdim=True)
+    txt_targets = match.T / match.T.sum(dim=1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, img_targets) + F.cross_entropy(logits.T, txt_targets))
+
+
+def lr_at(step: int, total: int, base: float, warmup_frac: float) -> float:
+    warm = max(1, int(total * warmup_frac))
+    if step < warm:
+        return base * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return base * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def as_float(images_u8: np.ndarray) -> torch.Tensor:
+    return torch.tensor(images_u8, dtype=torch.float32).div_(255.0)
+
+
+@torch.no_grad()
+def zeroshot_accuracy(model, tok, mean, std, n_eval: int, batch: int = 500) -> dict[str, float]:
+    from bench.encoders.base import ClipEncoder, EncoderMeta
+    from tasks.zeroshot_model import ZeroShotClassifier
+
+    encoder = ClipEncoder(model, tok, mean, std, EncoderMeta("micro-clip", "micro", "clip", None, "training"))
+    test = generate("test", n_eval)
+    out = {}
+    for dataset in ZEROSHOT_DATASETS:
+        clf = ZeroShotClassifier(encoder, language.class_prompts(dataset))
+        labels = torch.from_numpy(test.labels(dataset))
+        preds = torch.cat([clf(as_float(test.images[i:i + batch])).argmax(1) for i in range(0, len(test), batch)])
+        out[dataset] = float((preds == labels).float().mean())
+    model.train()
+    model.requires_grad_(True)
+    return out
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    cfg = load_config()
+    pre = cfg["preprocess_cfg"]
+    mean = torch.tensor(pre["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(pre["std"]).view(1, 3, 1, 1)
+    tok = tokenizer(cfg)
+
+    started = time.time()
+    train = generate("train", args.n_train)
+    tokens, mentions = caption_tokens(train, tok)
+    attrs = scene_attributes(train)
+    data_seconds = time.time() - started
+
+    model = build_model(cfg)
+    vocab = vocabulary_ids(tok, tokens)
+    with torch.no_grad():  # unused vocabulary rows start at zero and, receiving no gradient, stay there
+        keep = torch.zeros(model.token_embedding.weight.shape[0], dtype=torch.bool)
+        keep[vocab] = True
+        model.token_embedding.weight[~keep] = 0.0
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "token_embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "token_embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
+    gen = torch.Generator().manual_seed(args.seed)
+    log = []
+    order = torch.randperm(args.n_train, generator=gen)
+    cursor = 0
+    bar = tqdm(range(args.steps), desc="micro CLIP", unit="step")
+    for step in bar:
+        if cursor + args.batch > args.n_train:
+            order, cursor = torch.randperm(args.n_train, generator=gen), 0
+        idx = order[cursor:cursor + args.batch]
+        cursor += args.batch
+        which = torch.randint(0, tokens.shape[1], (len(idx),), generator=gen)
+        images = (as_float(train.images[idx.numpy()]) - mean) / std
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+        loss = contrastive_loss(model.encode_image(images), model.encode_text(tokens[idx, which]),
+                                model.logit_scale.exp(), attrs[idx], mentions[idx, which])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        if step % 25 == 0 or step == args.steps - 1:
+            log.append({"step": step, "loss": round(float(loss), 4), "lr": opt.param_groups[0]["lr"]})
+            bar.set_postfix(loss=f"{float(loss):.3f}")
+    train_seconds = time.time() - started - data_seconds
+
+    model.eval()
+    accuracy = zeroshot_accuracy(model, tok, mean, std, args.n_eval)
+    args.out.mkdir(parents=True, exist_ok=True)
+    sha = save_tensors(args.out / "micro_clip.safetensors", pack_state_dict(model.state_dict()))
+    card = {
+        "model": "micro-clip",
+        "config": cfg,
+        "recipe": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "out"},
+        "data": {"world_seed": 0, "split": "train", "n_train": args.n_train, "captions_per_image": 5},
+        "zeroshot_test_accuracy": {k: round(v, 4) for k, v in accuracy.items()},
+        "n_eval": args.n_eval,
+        "loss_log": log,
+        "seconds": {"data": round(data_seconds, 1), "train": round(train_seconds, 1)},
+        "environment": {"torch": torch.__version__, "threads": args.threads, "machine": platform.machine()},
+        "vocabulary_rows": int(len(vocab)),
+        "sha256": sha,
+    }
+    atomic_write_bytes(args.out / "micro_clip.card.json", (json.dumps(card, indent=2) + "\n").encode())
+    print(json.dumps({"zeroshot": card["zeroshot_test_accuracy"], "seconds": card["seconds"], "sha256": sha}))
+    return card
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The results store: one directory per run, tidy metric rows, per-sample records, a JSON run card.
+
+    <out>/runs/<run_id>/card.json           config, provenance, timings, status
+    <out>/runs/<run_id>/samples/<first>.csv per-sample records, one file per finished batch (atomic)
+    <out>/runs/<run_id>/rows.csv            tidy metric rows, written once the run is complete (atomic)
+
+Every write is atomic (temporary file + rename), so a run killed at any moment leaves only whole files: re-running
+the same command finds the finished batches, computes the rest and never duplicates a sample. Runs never share a
+file, and a lock per run directory keeps two processes from computing the same run at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+from filelock import FileLock, Timeout
+
+from bench.checkpoints import atomic_write_bytes
+from bench.config import CellConfig
+from bench.errors import BenchError
+
+ROW_COLUMNS = [
+    "run_id", "suite", "encoder", "method", "train_eps", "task", "dataset", "attack", "protocol", "eps", "eps_str",
+    "steps", "restarts", "precision", "n_samples", "metric", "value", "ci_low", "ci_high", "seed", "git_sha",
+    "versions", "started_at", "seconds",
+]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@lru_cache(maxsize=1)
+def git_sha() -> str:
+    """The commit of the code that produced a result ("+dirty" when the work tree had changes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("clip-robustness-bench", "torch", "open_clip_torch", "numpy", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+@contextmanager
+def writing(path: Path):
+    """Turn the OS errors of a write into one-line user errors; what was written before stays."""
+    try:
+        yield
+    except PermissionError as exc:
+        raise BenchError(f"results directory is not writable: {path} ({exc.strerror})") from exc
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise BenchError(f"disk full while writing {path}; finished batches are kept, free space and re-run "
+                             "the same command to resume") from exc
+        raise
+
+
+class Run:
+    """One run directory."""
+
+    def __init__(self, root: Path, cfg: CellConfig):
+        self.cfg = cfg
+        self.dir = root / "runs" / cfg.run_id
+        self.samples_dir = self.dir / "samples"
+        with writing(self.dir):
+            self.samples_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.dir / ".lock"))
+
+    @contextmanager
+    def locked(self, wait_seconds: float = 3600.0):
+        """Exclusive use of this run; another process computing it makes us wait (then we usually find it done)."""
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            print(f"run {self.cfg.run_id} is being computed by another process; waiting for it", file=sys.stderr)
+            try:
+                self._lock.acquire(timeout=wait_seconds)
+            except Timeout as exc:
+                raise BenchError(f"run {self.cfg.run_id} stayed locked for {wait_seconds:.0f} s by another "
+                                 f"process; remove {self.dir / '.lock'} if no other process is running") from exc
+        try:
+            yield self
+        finally:
+            self._lock.release()
+
+    @property
+    def complete(self) -> bool:
+        card = self.card()
+        return (self.dir / "rows.csv").is_file() and card.get("status") == "complete"
+
+    def card(self) -> dict:
+        path = self.dir / "card.json"
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BenchError(f"corrupt run card {path}: {exc}; delete the run directory to recompute it") from exc
+
+    def write_card(self, card: dict) -> None:
+        path = self.dir / "card.json"
+        with writing(path):
+            atomic_write_bytes(path, (json.dumps(card, indent=2, default=str) + "\n").encode())
+
+    def records(self) -> pd.DataFrame:
+        """All per-sample records written so far (one row per sample id)."""
+        frames = []
+        for path in sorted(self.samples_dir.glob("*.csv")):
+            try:
+                frames.append(pd.read_csv(path, keep_default_na=False, dtype={"sample_id": str}))
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+                raise BenchError(f"corrupt per-sample file {path}: {exc}; delete it to recompute that batch") from exc
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True).drop_duplicates("sample_id", keep="first")
+
+    def done_ids(self) -> set[str]:
+        df = self.records()
+        return set(df["sample_id"]) if len(df) else set()
+
+    def write_batch(self, records: list[dict]) -> None:
+        if not records:
+            return
+        path = self.samples_dir / f"{records[0]['index']:08d}-{records[0]['sample_id']}.csv"
+        buf = io.StringIO()
+        pd.DataFrame(records).to_csv(buf, index=False)
+        with writing(path):
+            atomic_write_bytes(path, buf.getvalue().encode())
+
+    def finish(self, rows: list[dict], card: dict) -> pd.DataFrame:
+        df = pd.DataFrame(rows, columns=ROW_COLUMNS)
+        buf = io.StringIO()
+        df.to_csv(buf, index=False)
+        path = self.dir / "rows.csv"
+        with writing(path):
+            atomic_write_bytes(path, buf.getvalue().encode())
+        self.write_card({**card, "status": "complete", "finished_at": now_iso()})
+        return df
+
+    def rows(self) -> pd.DataFrame:
+        return read_rows(self.dir / "rows.csv")
+
+
+def read_rows(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"eps_str": str, "train_eps": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise BenchError(f"corrupt results file {path}: {exc}") from exc
+
+
+class Store:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def run(self, cfg: CellConfig) -> Run:
+        return Run(self.root, cfg)
+
+    def run_dirs(self) -> list[Path]:
+        runs = self.root / "runs"
+        return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+
+    def rows(self) -> pd.DataFrame:
+        """Rows of every complete run under the store."""
+        frames = [read_rows(d / "rows.csv") for d in self.run_dirs() if (d / "rows.csv").is_file()]
+        if not frames:
+            return pd.DataFrame(columns=ROW_COLUMNS)
+        return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,95 @@
+"""`bench train`: train one robust encoder explicitly, with the suite's recipe and any overrides."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from bench.encoders.registry import ENCODERS
+from bench.eps import parse_eps
+from bench.errors import BenchError
+
+OVERRIDES = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "inner_steps", "inner_momentum",
+             "inner_loss", "grad_accum", "n_train", "seed", "checkpoint_every")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--encoder", required=True, help="robust encoder to train, e.g. simclip4, fare2, tecoa")
+    p.add_argument("--suite", default="micro", help="suite whose base model, data and recipe to use (default micro)")
+    p.add_argument("--steps", type=int, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, help="global batch per step (across processes and accumulation)")
+    p.add_argument("--lr", type=float, help="peak AdamW learning rate")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    p.add_argument("--warmup-steps", type=int, help="linear warmup steps before the cosine decay")
+    p.add_argument("--inner-steps", type=int, help="PGD steps of the inner maximisation")
+    p.add_argument("--inner-step-size", help="PGD step size, like an ε: 1/255")
+    p.add_argument("--inner-momentum", type=float, help="PGD momentum (0 disables)")
+    p.add_argument("--inner-loss", choices=["cos", "l2"], help="Sim-CLIP paper variant: inner loss")
+    p.add_argument("--grad-accum", type=int, help="micro-batches accumulated per step")
+    p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (large towers)")
+    p.add_argument("--n-train", type=int, help="training images")
+    p.add_argument("--seed", type=int, help="data order and PGD starts")
+    p.add_argument("--checkpoint-every", type=int, help="steps between periodic checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from the last periodic checkpoint in the output")
+    p.add_argument("--out", type=Path, help="output directory (default: the on-demand cache entry for this config)")
+    p.add_argument("--fail-on-collapse", action="store_true", help="exit with status 3 if the embedding collapses")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--nproc", type=int, default=1, help="processes on this host (DDP via torchrun; gloo on CPU)")
+    p.add_argument("--imagenet-root", help="ImageNet folder for the paper recipe (or BENCH_IMAGENET_ROOT)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _relaunch_with_torchrun(args, argv: list[str]) -> int:
+    """Start ``nproc`` copies of this command under torchrun (which sets RANK/WORLD_SIZE for DDP)."""
+    rest = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+           "-m", "bench", *rest]
+    return subprocess.call(cmd)
+
+
+def run(args, argv: list[str]) -> int:
+    from bench.suites import get_suite
+    from bench.train.cache import encoder_dir
+    from bench.train.loop import train
+    from bench.train.recipes import recipe
+
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch_with_torchrun(args, argv)
+    spec = ENCODERS.get(args.encoder)
+    if not spec.robust:
+        raise BenchError(f"{spec.name!r} is the undefended encoder; nothing to train (try fare4, tecoa4, simclip4)")
+    suite = get_suite(args.suite)
+    cfg = recipe(suite.name, spec.method, round(spec.train_eps * 255))
+    overrides = {k: getattr(args, k) for k in OVERRIDES}
+    if args.inner_step_size is not None:
+        overrides["inner_step_size"] = parse_eps(args.inner_step_size).value
+    if args.grad_checkpointing:
+        overrides["grad_checkpointing"] = True
+    cfg = cfg.with_overrides(**overrides)
+    out = args.out or encoder_dir(cfg)
+    device = torch.device(args.device)
+    base = suite.load_encoder(ENCODERS.get("clip"), str(device))
+    data = suite.train_data(cfg, args.imagenet_root)
+    outcome = train(cfg, base, data, out, device=device, resume=args.resume, progress=not args.no_progress,
+                    fail_on_collapse=args.fail_on_collapse, base_name=base.meta.name)
+    if outcome.card:
+        h = outcome.card["final_health"]
+        print(f"{cfg.encoder_name}: {outcome.dir} (sha256 {outcome.card['sha256'][:12]}…) — loss {h['loss']:.4f}, "
+              f"cosine to original {h['cos_to_original']:.3f}, spread {h['spread']:.4f}"
+              + (f"; COLLAPSED at step {outcome.card['collapsed_at_step']}" if outcome.collapsed else ""))
+    return 0

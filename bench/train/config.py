@@ -1,0 +1,79 @@
+"""Training configuration: one frozen dataclass, built from a suite's recipe plus user overrides.
+
+Its hash (over every field that changes the weights) names the cached checkpoint, so the same recipe is trained
+once and reused, and any change to it trains a new encoder instead of silently reusing an old one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from fractions import Fraction
+
+from bench.config import config_hash
+from bench.errors import BenchError
+from bench.train.objectives import METHODS
+
+# fields that change how a run is carried out but not the weights it produces
+OPERATIONAL_FIELDS = ("checkpoint_every", "grad_checkpointing")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: str  # simclip | simclip-ref | fare | tecoa
+    eps_levels: int  # ε = eps_levels / 255
+    suite: str  # base model and data come from the suite: micro | paper
+    steps: int
+    batch_size: int  # global batch per optimiser step (across processes and accumulation)
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    inner_steps: int = 10
+    inner_step_size: float = 1 / 255
+    inner_momentum: float = 0.9
+    inner_loss: str = "default"  # Sim-CLIP paper variant: cos (default) or l2
+    grad_accum: int = 1
+    n_train: int = 30_000  # training images (micro: generated scenes; paper: a deterministic ImageNet subset)
+    seed: int = 0
+    grad_checkpointing: bool = False
+    checkpoint_every: int = 50
+
+    @property
+    def eps(self) -> float:
+        return float(Fraction(self.eps_levels, 255))
+
+    @property
+    def encoder_name(self) -> str:
+        return f"{self.method}{self.eps_levels}"
+
+    def weights_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in OPERATIONAL_FIELDS}
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.weights_dict(), length=12)
+
+    def with_overrides(self, **overrides) -> TrainConfig:
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise BenchError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        cfg = replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise BenchError(f"unknown training method {self.method!r} (known: {', '.join(METHODS)})")
+        for name in ("steps", "batch_size", "inner_steps", "grad_accum", "n_train", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise BenchError(f"training option {name} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size % self.grad_accum:
+            raise BenchError(f"batch size {self.batch_size} is not divisible by --grad-accum {self.grad_accum}")
+        if not 0 < self.eps_levels <= 255:
+            raise BenchError(f"training ε must be in (0, 255]/255, got {self.eps_levels}/255")
+        if self.lr <= 0:
+            raise BenchError(f"learning rate must be positive, got {self.lr}")
+        if self.inner_loss not in ("default", "cos", "l2"):
+            raise BenchError(f"unknown inner loss {self.inner_loss!r}; expected cos or l2")
+        if self.inner_loss != "default" and self.method != "simclip":
+            raise BenchError("--inner-loss only applies to the Sim-CLIP paper variant (simclip)")

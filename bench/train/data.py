@@ -1,0 +1,91 @@
+"""Training data for adversarial fine-tuning, addressed by index so every process of a DDP run (and a resumed run)
+reads exactly the images a single uninterrupted run would."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+
+
+def batch_indices(step: int, micro: int, accum: int, global_batch: int, n: int, seed: int) -> np.ndarray:
+    """Dataset indices of one micro-batch of the global batch: epoch-wise seeded permutations, no repeats within an
+    epoch. A pure function of its arguments, which is what makes resume and DDP exact."""
+    micro_size = global_batch // accum
+    start = (step * accum + micro) * micro_size
+    positions = np.arange(start, start + micro_size)
+    out = np.empty(micro_size, dtype=np.int64)
+    for epoch in np.unique(positions // n):
+        perm = np.random.default_rng([seed, 11, int(epoch)]).permutation(n)
+        sel = positions // n == epoch
+        out[sel] = perm[positions[sel] % n]
+    return out
+
+
+class MicroTrainData:
+    """The micro world's training split. TeCoA's labels are whole scene classes (shape × colour × count), the
+    micro world's analogue of ImageNet's class names."""
+
+    def __init__(self, n_train: int):
+        from bench.micro.data import generate
+
+        self.split = generate("train", n_train)
+        self.n = n_train
+        from bench.micro import language
+        from bench.micro.world import COLOURS, COUNTS, SHAPES
+
+        self._classes = [(s, c, k) for s in SHAPES for c in COLOURS for k in COUNTS]
+        index = {cls: i for i, cls in enumerate(self._classes)}
+        self._labels = torch.tensor([index[(s.shape, s.colour, s.count)] for s in self.split.scenes])
+        self.class_prompts = [[f"a picture of {language.NUMBER_WORDS[k]} {c} "
+                               f"{language.PLURALS[s] if k > 1 else s}."] for s, c, k in self._classes]
+        self.description = f"micro world train split, {n_train} scenes"
+
+    def load(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.tensor(self.split.images[indices], dtype=torch.float32).div_(255.0)
+        return x, self._labels[torch.as_tensor(indices)]
+
+
+class ImageFolderTrainData:
+    """ImageNet-style ``<root>/train/<wnid>/*.JPEG`` (the paper recipe), resized and centre-cropped to 224 px,
+    no augmentation; a deterministic subset of ``n_train`` images when smaller than the folder."""
+
+    def __init__(self, root: str | os.PathLike, n_train: int, image_size: int = 224, seed: int = 0):
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+        from torchvision import datasets, transforms
+
+        train = Path(root) / "train"
+        if not train.is_dir():
+            raise BenchError(f"ImageNet training folder not found: {train} (give --imagenet-root or set "
+                             "BENCH_IMAGENET_ROOT to a folder holding train/<wnid>/*.JPEG)")
+        tf = transforms.Compose([transforms.Resize(image_size, interpolation=transforms.InterpolationMode.BICUBIC),
+                                 transforms.CenterCrop(image_size), transforms.ToTensor()])
+        self.folder = datasets.ImageFolder(str(train), transform=tf)
+        if len(self.folder.classes) != len(IMAGENET_CLASSNAMES):
+            raise BenchError(f"{train} has {len(self.folder.classes)} class folders, expected the 1000 ImageNet "
+                             "classes")
+        total = len(self.folder)
+        self._subset = (np.arange(total) if n_train >= total
+                        else np.sort(np.random.default_rng([seed, 13]).choice(total, n_train, replace=False)))
+        self.n = len(self._subset)
+        self.class_prompts = [[f"This is a photo of a {name}"] for name in IMAGENET_CLASSNAMES]
+        self.description = f"ImageNet train at {root}, {self.n} images"
+        self._pool = ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1))
+
+    def load(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        items = list(self._pool.map(self.folder.__getitem__, self._subset[indices].tolist()))
+        return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+
+
+def train_data(suite: str, n_train: int, imagenet_root: str | None, seed: int):
+    if suite == "micro":
+        return MicroTrainData(n_train)
+    root = imagenet_root or os.environ.get("BENCH_IMAGENET_ROOT")
+    if not root:
+        raise BenchError("the paper recipe trains on ImageNet: give --imagenet-root DIR or set BENCH_IMAGENET_ROOT")
+    return ImageFolderTrainData(root, n_train, seed=seed)

@@ -1,0 +1,43 @@
+"""What a task is: data for a (suite, dataset), a per-batch evaluation producing per-sample records, and the
+metrics computed from those records. The runner handles batching, storage, resume and progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pandas as pd
+import torch
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    value: float
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """How to evaluate one cell: the attack protocol, its budget and where to run."""
+
+    protocol: Any  # attacks.protocols.Protocol (or a task-specific protocol)
+    eps: float
+    seed: int
+    device: torch.device
+    precision: str = "fp32"
+    backend: str = "native"
+
+
+class Task(Protocol):
+    name: str
+    headline_metric: str  # the metric report tables show
+
+    def load(self, suite, dataset: str, n_samples: int, seed: int) -> Any: ...
+
+    def sample_ids(self, data) -> list[str]: ...
+
+    def evaluate(self, encoder, data, rows: list[int], ctx: EvalContext) -> list[dict]: ...
+
+    def metrics(self, records: pd.DataFrame, attacked: bool) -> list[Metric]: ...

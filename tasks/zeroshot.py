@@ -1,0 +1,95 @@
+"""Zero-shot classification: clean and robust accuracy of an encoder with prompt-ensemble class embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from attacks.protocols import run_protocol
+from bench.stats import wilson_interval
+from tasks.base import EvalContext, Metric
+from tasks.zeroshot_model import ZeroShotClassifier
+
+
+@dataclass(frozen=True)
+class ClassificationData:
+    """A fixed selection of labelled images; ``indices`` locate each sample in its source dataset."""
+
+    dataset: str
+    indices: np.ndarray
+    ids: list[str]
+    images: np.ndarray  # uint8 (N, 3, H, W) at native resolution; the encoder resizes inside its forward
+    labels: np.ndarray  # int64 (N,)
+    classnames: list[str]
+    class_prompts: list[list[str]]
+
+
+def attack_seeds(seed: int, indices) -> torch.Tensor:
+    """One seed per sample, from the run seed and the sample's index: batching never changes a random start."""
+    return torch.as_tensor([seed * 1_000_003 + int(i) for i in indices], dtype=torch.long)
+
+
+def to_float(images_u8: np.ndarray, device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(images_u8), device=device).float().div_(255.0)
+
+
+class ZeroShotTask:
+    name = "zeroshot"
+    headline_metric = "accuracy"
+    description = "zero-shot classification accuracy (logits = 100·cos to prompt-ensemble class embeddings)"
+
+    def __init__(self):
+        self._heads: dict[tuple[int, str], ZeroShotClassifier] = {}
+
+    def load(self, suite, dataset: str, n_samples: int, seed: int) -> ClassificationData:
+        return suite.load_classification(dataset, n_samples, seed)
+
+    def sample_ids(self, data: ClassificationData) -> list[str]:
+        return data.ids
+
+    def classifier(self, encoder, data: ClassificationData) -> ZeroShotClassifier:
+        """Class embeddings are computed once per (encoder, dataset) and reused by every batch and attack."""
+        key = (id(encoder), data.dataset)
+        if key not in self._heads:
+            self._heads[key] = ZeroShotClassifier(encoder, data.class_prompts)
+        return self._heads[key]
+
+    def evaluate(self, encoder, data: ClassificationData, rows: list[int], ctx: EvalContext) -> list[dict]:
+        model = self.classifier(encoder, data)
+        x = to_float(data.images[rows], ctx.device)
+        y = torch.as_tensor(data.labels[rows], device=ctx.device)
+        seeds = attack_seeds(ctx.seed, data.indices[rows])
+        out = run_protocol(model, x, y, ctx.eps, ctx.protocol, seeds, precision=ctx.precision)
+        records = []
+        for k, r in enumerate(rows):
+            records.append({
+                "sample_id": data.ids[r],
+                "index": int(data.indices[r]),
+                "label": int(data.labels[r]),
+                "clean_pred": int(out.clean_pred[k]),
+                "adv_pred": int(out.adv_pred[k]),
+                "clean_correct": bool(out.clean_correct[k]),
+                "robust": bool(out.robust[k]),
+                "attack_success": bool(out.attack_success[k]),
+                "broken_by": out.broken_by[k],
+                "iterations": int(out.iterations[k]),
+                "nonfinite": bool(out.nonfinite[k]),
+            })
+        return records
+
+    def metrics(self, records: pd.DataFrame, attacked: bool) -> list[Metric]:
+        n = len(records)
+        clean = int(records["clean_correct"].astype(bool).sum())
+        robust = int(records["robust"].astype(bool).sum())
+        nonfinite = int(records["nonfinite"].astype(bool).sum())
+        out = []
+        if attacked:
+            out.append(Metric("accuracy", robust / n, *wilson_interval(robust, n)))
+            out.append(Metric("clean_accuracy", clean / n, *wilson_interval(clean, n)))
+        else:
+            out.append(Metric("accuracy", clean / n, *wilson_interval(clean, n)))
+        out.append(Metric("nonfinite_samples", float(nonfinite)))
+        return out
