@@ -2,25 +2,62 @@
 
 The published algorithm: step size 2ε, momentum 0.75, checkpoints w_j at p_0 = 0, p_1 = 0.22 and
 p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06) of the budget; at each checkpoint the step size halves (and the
-iterate restarts from the best point) where fewer than ρ = 75 % of the steps since the last checkpoint increased
+iterate restarts from the best point) where at most ρ = 75 % of the steps since the last checkpoint increased
 the loss, or where the step size was not halved last time and the best loss has not improved since.
 
 Engine choices (they change speed, never the outcome of a sample):
-- samples are independent, so a sample is dropped from the batch the moment it succeeds;
-- restarts run side by side as replicas of the batch, and a sample leaves when any replica succeeds;
-- every random start comes from the sample's own seed (see ``sample_noise``), so batching does not matter.
+- samples are independent, so a sample leaves the batch the moment it succeeds (the reference keeps iterating on
+  it until the end of the run);
+- the first restart runs alone; the remaining ones run side by side as replicas of the points it left robust, and
+  a sample leaves when any replica succeeds — an undefended model is broken cheaply by the first restart, a robust
+  one gets large batches;
+- every random start comes from the sample's own seed and restart number (see ``sample_noise``), so neither the
+  batch composition nor the grouping of restarts changes any sample's outcome;
+- the loop keeps all its state on the device; the only host synchronisation per iteration is the check whether a
+  sample succeeded (needed to drop it).
 """
 
 from __future__ import annotations
 
 import torch
 
-from attacks.base import AttackResult, Objective, ball, loss_and_grad, sample_noise
+from attacks.base import AttackResult, Objective, ball, first_per_group, loss_and_grad, per_sample, sample_noise
 
 
 def checkpoint_schedule(n_iter: int) -> tuple[int, int, int]:
     """(first window length, minimum window length, window decrement) in iterations, as in the reference code."""
     return max(int(0.22 * n_iter), 1), max(int(0.06 * n_iter), 1), max(int(0.03 * n_iter), 1)
+
+
+class _Outcome:
+    """Per-sample results accumulated over restarts: the first success, else the highest loss reached."""
+
+    def __init__(self, x: torch.Tensor, n_iter: int):
+        n, device = x.shape[0], x.device
+        self.x = x.detach().clone()
+        self.loss = torch.full((n,), -float("inf"), device=device)
+        self.success = torch.zeros(n, dtype=torch.bool, device=device)
+        self.iterations = torch.full((n,), n_iter, dtype=torch.long, device=device)
+        self.nonfinite_count = torch.zeros(n, dtype=torch.long, device=device)
+
+    def count_nonfinite(self, group: torch.Tensor, loss: torch.Tensor) -> None:
+        self.nonfinite_count.index_add_(0, group, (~torch.isfinite(loss)).long())  # no host synchronisation
+
+    def record_successes(self, group: torch.Tensor, hit: torch.Tensor, x_rows, loss_rows, it: int) -> None:
+        rows = torch.nonzero(hit & ~self.success[group]).flatten()
+        rows = rows[first_per_group(group[rows])]  # a sample broken by two replicas at once keeps the first
+        g = group[rows]
+        self.success[g], self.x[g], self.loss[g], self.iterations[g] = True, x_rows[rows], loss_rows[rows], it
+
+    def offer_best(self, group: torch.Tensor, x_rows: torch.Tensor, loss_rows: torch.Tensor) -> None:
+        """Unbroken samples keep the replica of highest loss over all restarts."""
+        open_ = ~self.success[group]
+        loss_rows = torch.nan_to_num(loss_rows, nan=-float("inf"))  # a NaN replica never hides a finite one
+        best = self.loss.clone().scatter_reduce_(0, group[open_], loss_rows[open_], "amax")
+        rows = torch.nonzero(open_ & (loss_rows == best[group]) & (loss_rows > self.loss[group])).flatten()
+        rows = rows[first_per_group(group[rows])]
+        g = group[rows]
+        self.x[g], self.loss[g] = x_rows[rows], loss_rows[rows]
 
 
 def apgd(
@@ -37,42 +74,46 @@ def apgd(
     rho: float = 0.75,
     momentum: float = 0.75,
     x_init: torch.Tensor | None = None,
+    first_restart_alone: bool = True,
 ) -> AttackResult:
-    """Maximise ``objective`` in the ε-ball around ``x`` (images in [0,1]); see the module docstring."""
+    """Maximise ``objective`` in the ε-ball around ``x`` (images in [0,1]); see the module docstring.
+
+    ``x_init`` replaces the random start (every restart then starts there); ``first_restart_alone=False`` runs all
+    restarts as replicas from the start (better use of a large device when most points are robust).
+    """
     if n_iter < 1 or restarts < 1:
         raise ValueError(f"n_iter and restarts must be >= 1, got {n_iter} and {restarts}")
     threat = ball(norm)
     n, device = x.shape[0], x.device
     seeds = torch.arange(n) if seeds is None else seeds.cpu()
-    group = torch.arange(n, device=device).repeat(restarts)  # which sample each working row attacks
-    x0 = x.detach().repeat(restarts, *([1] * (x.ndim - 1)))
-    if x_init is not None:
-        x_cur = threat.project(x_init.detach().repeat(restarts, *([1] * (x.ndim - 1))), x0, eps)
-    else:
-        noise = torch.cat([sample_noise(tuple(x.shape[1:]), seeds, stream * 1000 + r) for r in range(restarts)])
-        x_cur = threat.start(x0, eps, noise.to(device=device, dtype=x.dtype))
+    out = _Outcome(x, n_iter)
+    chunks = [1, restarts - 1] if first_restart_alone and restarts > 1 else [restarts]
+    first = 0
+    for width in chunks:
+        todo = torch.nonzero(~out.success).flatten() if stop_on_success else torch.arange(n, device=device)
+        if todo.numel() == 0:
+            break
+        group = todo.repeat(width)  # which sample each working row attacks, restart-major
+        x0 = x.detach()[group]
+        if x_init is not None:
+            start = threat.project(x_init.detach()[group], x0, eps)
+        else:
+            todo_seeds = seeds[todo.cpu()]
+            noise = torch.cat([sample_noise(tuple(x.shape[1:]), todo_seeds, stream * 1000 + r)
+                               for r in range(first, first + width)])
+            start = threat.start(x0, eps, noise.to(device=device, dtype=x.dtype))
+        _run(objective, x0, start, group, eps, threat, n_iter, rho, momentum, stop_on_success, out)
+        first += width
+    return AttackResult(out.x, out.success, out.loss, out.iterations, out.nonfinite_count > 0)
 
-    out_x = x.detach().clone()
-    out_loss = torch.full((n,), -float("inf"), device=device)
-    out_success = torch.zeros(n, dtype=torch.bool, device=device)
-    out_iters = torch.full((n,), n_iter, dtype=torch.long, device=device)
-    out_nonfinite = torch.zeros(n, dtype=torch.long, device=device)  # count of non-finite losses
 
-    def record_successes(rows_success: torch.Tensor, x_rows: torch.Tensor, loss_rows: torch.Tensor, it: int):
-        """Keep the first successful point of each sample."""
-        for r in torch.nonzero(rows_success).flatten().tolist():
-            g = int(group[r])
-            if not out_success[g]:
-                out_success[g] = True
-                out_x[g] = x_rows[r]
-                out_loss[g] = loss_rows[r]
-                out_iters[g] = it
-
+def _run(objective, x0, x_cur, group, eps, threat, n_iter, rho, momentum, stop_on_success, out: _Outcome) -> None:
+    """One APGD run of ``n_iter`` iterations for every row (a sample × restart), updating ``out``."""
     loss, success, grad = loss_and_grad(objective, x_cur, group)
-    out_nonfinite.index_add_(0, group, (~torch.isfinite(loss)).long())
-    record_successes(success, x_cur, loss, 0)
+    out.count_nonfinite(group, loss)
+    out.record_successes(group, success, x_cur, loss, 0)
 
-    step = torch.full((x_cur.shape[0],) + (1,) * (x.ndim - 1), 2.0 * eps, device=device, dtype=x.dtype)
+    step = torch.full((x_cur.shape[0],), 2.0 * eps, device=x_cur.device, dtype=x_cur.dtype)
     x_prev = x_cur.clone()
     x_best, grad_best, loss_best = x_cur.clone(), grad.clone(), loss.clone()
     last_loss, n_increase = loss.clone(), torch.zeros_like(loss)
@@ -80,54 +121,56 @@ def apgd(
     reduced_at_check = torch.ones_like(loss, dtype=torch.bool)
     window, window_min, window_decr = checkpoint_schedule(n_iter)
     since_check = 0
+    state = [x0, x_cur, x_prev, grad, step, x_best, grad_best, loss_best, last_loss, n_increase,
+             loss_best_at_check, reduced_at_check]
 
-    def keep_rows(keep: torch.Tensor):
-        nonlocal group, x0, x_cur, x_prev, grad, step, x_best, grad_best, loss_best, last_loss, n_increase
-        nonlocal loss_best_at_check, reduced_at_check
-        group, x0, x_cur, x_prev, grad, step = group[keep], x0[keep], x_cur[keep], x_prev[keep], grad[keep], step[keep]
-        x_best, grad_best, loss_best = x_best[keep], grad_best[keep], loss_best[keep]
-        last_loss, n_increase = last_loss[keep], n_increase[keep]
-        loss_best_at_check, reduced_at_check = loss_best_at_check[keep], reduced_at_check[keep]
+    def drop_finished():
+        nonlocal group, state
+        keep = torch.nonzero(~out.success[group]).flatten()
+        group, state = group[keep], [t[keep] for t in state]
 
-    if stop_on_success:
-        keep_rows(~out_success[group])
+    if stop_on_success and success.any():
+        drop_finished()
 
     for it in range(1, n_iter + 1):
         if group.numel() == 0:
-            break
+            return
+        (x0, x_cur, x_prev, grad, step, x_best, grad_best, loss_best, last_loss, n_increase,
+         loss_best_at_check, reduced_at_check) = state
         with torch.no_grad():
             a = momentum if it > 1 else 1.0
-            z = threat.project(threat.step(x_cur, grad, step), x0, eps)
-            x_next = threat.project(x_cur + a * (z - x_cur) + (1 - a) * (x_cur - x_prev), x0, eps)
-            x_prev, x_cur = x_cur, x_next
+            size = per_sample(step, x_cur)
+            z = threat.project(threat.step(x_cur, grad, size), x0, eps)
+            x_prev, x_cur = x_cur, threat.project(x_cur + a * (z - x_cur) + (1 - a) * (x_cur - x_prev), x0, eps)
         loss, success, grad = loss_and_grad(objective, x_cur, group)
         with torch.no_grad():
-            out_nonfinite.index_add_(0, group, (~torch.isfinite(loss)).long())
+            out.count_nonfinite(group, loss)
             n_increase += (loss > last_loss).to(n_increase.dtype)
             last_loss = loss
             better = loss > loss_best
-            x_best[better], grad_best[better], loss_best[better] = x_cur[better], grad[better], loss[better]
+            rows_better = per_sample(better, x_cur)
+            x_best = torch.where(rows_better, x_cur, x_best)
+            grad_best = torch.where(rows_better, grad, grad_best)
+            loss_best = torch.where(better, loss, loss_best)
             since_check += 1
             if since_check == window:
                 oscillating = n_increase <= window * rho
                 stalled = ~reduced_at_check & (loss_best_at_check >= loss_best)
                 reduce = oscillating | stalled
-                step[reduce] /= 2.0
-                x_cur[reduce], grad[reduce] = x_best[reduce], grad_best[reduce]
+                step = torch.where(reduce, step / 2.0, step)
+                rows_reduce = per_sample(reduce, x_cur)
+                x_cur = torch.where(rows_reduce, x_best, x_cur)
+                grad = torch.where(rows_reduce, grad_best, grad)
                 reduced_at_check, loss_best_at_check = reduce, loss_best.clone()
-                n_increase.zero_()
+                n_increase = torch.zeros_like(n_increase)
                 since_check, window = 0, max(window - window_decr, window_min)
+            state = [x0, x_cur, x_prev, grad, step, x_best, grad_best, loss_best, last_loss, n_increase,
+                     loss_best_at_check, reduced_at_check]
             if success.any():
-                record_successes(success, x_cur, loss, it)
+                out.record_successes(group, success, x_cur, loss, it)
                 if stop_on_success:
-                    keep_rows(~out_success[group])
+                    drop_finished()
 
-    # samples never broken: report the replica that reached the highest loss
+    x_best, loss_best = state[5], state[7]
     with torch.no_grad():
-        done = out_success.tolist()
-        best = out_loss.tolist()
-        for r, (g, value) in enumerate(zip(group.tolist(), loss_best.tolist())):
-            if not done[g] and value > best[g]:
-                best[g] = value
-                out_loss[g], out_x[g] = loss_best[r], x_best[r]
-    return AttackResult(out_x, out_success, out_loss, out_iters, out_nonfinite > 0)
+        out.offer_best(group, x_best, loss_best)

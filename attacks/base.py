@@ -17,8 +17,20 @@ import torch
 Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (B,) tensor viewed so that it broadcasts over the rows of ``like`` (B, ...)."""
     return v.view(-1, *([1] * (like.ndim - 1)))
+
+
+def first_per_group(group: torch.Tensor) -> torch.Tensor:
+    """Positions of the first occurrence of each value in ``group`` (deterministic on every device)."""
+    if group.numel() == 0:
+        return group
+    order = torch.argsort(group, stable=True)
+    g = group[order]
+    first = torch.ones_like(g, dtype=torch.bool)
+    first[1:] = g[1:] != g[:-1]
+    return order[first]
 
 
 class LinfBall:
@@ -28,7 +40,7 @@ class LinfBall:
     def start(x: torch.Tensor, eps: float, noise: torch.Tensor) -> torch.Tensor:
         """Random start from uniform noise in [-1,1], scaled so its largest coordinate is on the sphere (APGD)."""
         scale = noise.abs().flatten(1).amax(dim=1).clamp_min(1e-12)
-        return (x + eps * noise / _per_sample(scale, x)).clamp(0.0, 1.0)
+        return (x + eps * noise / per_sample(scale, x)).clamp(0.0, 1.0)
 
     @staticmethod
     def step(x: torch.Tensor, grad: torch.Tensor, size: torch.Tensor | float) -> torch.Tensor:
@@ -49,18 +61,18 @@ class L2Ball:
     @staticmethod
     def start(x: torch.Tensor, eps: float, noise: torch.Tensor) -> torch.Tensor:
         scale = noise.flatten(1).norm(dim=1).clamp_min(1e-12)
-        return L2Ball.project(x + eps * noise / _per_sample(scale, x), x, eps)
+        return L2Ball.project(x + eps * noise / per_sample(scale, x), x, eps)
 
     @staticmethod
     def step(x: torch.Tensor, grad: torch.Tensor, size: torch.Tensor | float) -> torch.Tensor:
         g = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
-        return x + size * grad / _per_sample(g, grad)
+        return x + size * grad / per_sample(g, grad)
 
     @staticmethod
     def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
         delta = x_adv - x
         n = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-        delta = delta * _per_sample(torch.clamp(eps / n, max=1.0), delta)
+        delta = delta * per_sample(torch.clamp(eps / n, max=1.0), delta)
         # clamping to [0,1] after the ball projection can only shrink the perturbation, so it stays inside the ball
         return (x + delta).clamp(0.0, 1.0)
 

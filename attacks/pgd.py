@@ -2,7 +2,8 @@
 
 Used two ways: as an evaluation attack (``pgd-10``/``pgd-100``: success tracked at every iterate, a sample counts as
 broken as soon as one iterate breaks it) and as the inner maximisation of adversarial training (FARE's recipe:
-fixed step 1/255, uniform random start clamped to [0,1], momentum 0.9 on the normalised gradient, last iterate).
+fixed step 1/255, uniform random start clamped to [0,1], momentum 0.9 on the normalised gradient with the velocity
+renormalised each step, last iterate).
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ def pgd(
 ) -> AttackResult:
     """Maximise ``objective`` around ``x``. ``step_size`` defaults to 2.5·ε/n_iter (Madry et al.'s rule).
 
-    ``last_iterate=True`` returns the final iterate for every sample (what adversarial training uses); otherwise
-    the first successful iterate, or the one of highest loss.
+    ``last_iterate=True`` returns the final iterate for every sample (what adversarial training uses) without
+    evaluating it — n_iter gradient evaluations, as in the reference training code — so ``success`` and ``loss``
+    then describe the iterates before it. Otherwise the first successful iterate, or the one of highest loss, over
+    all n_iter + 1 iterates.
     """
     if n_iter < 1:
         raise ValueError(f"n_iter must be >= 1, got {n_iter}")
@@ -55,7 +58,7 @@ def pgd(
     nonfinite = torch.zeros(n, dtype=torch.bool, device=device)
     active = torch.ones(n, dtype=torch.bool, device=device)
 
-    for it in range(n_iter + 1):
+    for it in range(n_iter + (0 if last_iterate else 1)):
         rows = idx[active] if stop_on_success else idx
         if rows.numel() == 0:
             break
@@ -75,7 +78,10 @@ def pgd(
             if it == n_iter:
                 break
             if momentum > 0:
-                velocity[rows] = momentum * velocity[rows] + _unit(grad, norm)
+                # FARE's rule: the velocity is renormalised every step, v ← unit(μ·v + unit(g)). Under ℓ∞ the sign
+                # of μ·v + sign(g) equals sign(g) wherever g ≠ 0 (|μ·v| ≤ μ < 1), so it only steers coordinates
+                # with a zero gradient; it is kept to match the published recipe, not for its effect.
+                velocity[rows] = _unit(momentum * velocity[rows] + _unit(grad, norm), norm)
                 direction = velocity[rows]
             else:
                 direction = grad

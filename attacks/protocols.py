@@ -15,7 +15,9 @@ import torch
 
 from attacks.apgd import apgd
 from attacks.losses import classification_objective
+from attacks.memory import BatchSplitter
 from attacks.pgd import pgd
+from bench.errors import BenchError
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ class ClassificationOutcome:
     adv_pred: torch.Tensor
     clean_correct: torch.Tensor
     robust: torch.Tensor  # correct on the clean image and on the adversarial one (re-scored in fp32)
-    attack_success: torch.Tensor  # what the attack claimed (agrees with re-scoring, checked in tests)
+    attack_success: torch.Tensor  # broken by a stage: the attack's claim, confirmed by fp32 re-scoring
     broken_by: list[str]
     iterations: torch.Tensor
     nonfinite: torch.Tensor  # NaN/Inf logits on the clean or adversarial image, or in the attack loss
@@ -125,21 +127,41 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast("cuda", dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
 
 
+MIN_CLASSES = {"ce": 2, "dlr": 3, "dlr-targeted": 4}  # DLR divides by the gap to the 3rd / 4th largest logit
+
+
+def check_classes(protocol: Protocol, n_classes: int) -> None:
+    need = max((MIN_CLASSES[s.loss] for s in protocol.stages), default=0)
+    if n_classes < need:
+        raise BenchError(f"protocol {protocol.name} uses a loss that needs at least {need} classes; "
+                         f"this dataset has {n_classes}")
+
+
+def score(model, x: torch.Tensor, splitter: BatchSplitter) -> torch.Tensor:
+    """fp32 logits of ``model`` on ``x``, in chunks that fit on the device."""
+    with torch.no_grad():
+        parts = [logits for _, logits in splitter.map(lambda c: model(x[c]).float(), torch.arange(len(x)))]
+    return torch.cat(parts) if parts else torch.empty(0)
+
+
 def run_protocol(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol: Protocol, seeds: torch.Tensor,
-                 *, precision: str = "fp32", state: ProtocolState | None = None, on_stage=None
-                 ) -> ClassificationOutcome:
+                 *, precision: str = "fp32", state: ProtocolState | None = None, on_stage=None,
+                 splitter: BatchSplitter | None = None) -> ClassificationOutcome:
     """Run ``protocol`` on classifier ``model`` for images ``x`` (in [0,1]) and labels ``y``.
 
     ``seeds`` (one per sample) fix every random start. ``state`` resumes after the last completed stage;
     ``on_stage(state)`` is called after each stage (e.g. to save it). Half precision applies to the attack's
-    forward passes on GPU only; the final scoring is always fp32.
+    forward passes on GPU only; a point counts as broken only once its adversarial image is misclassified in fp32
+    (as AutoAttack re-scores), so a half-precision artefact never removes a point from the later stages.
+    ``splitter`` splits attack batches that do not fit on the device (a new one per call by default).
     """
-    with torch.no_grad():
-        clean_logits = model(x).float()
+    splitter = splitter or BatchSplitter()
+    clean_logits = score(model, x, splitter)
     clean_pred = clean_logits.argmax(dim=1)
     finite_clean = torch.isfinite(clean_logits).all(dim=1)
     clean_correct = (clean_pred == y) & finite_clean
     n_classes = clean_logits.shape[1]
+    check_classes(protocol, n_classes)
     if state is None:
         state = ProtocolState(0, clean_correct.clone(), x.detach().clone(), [""] * len(y),
                               torch.zeros(len(y), dtype=torch.long, device=x.device))
@@ -156,33 +178,44 @@ def run_protocol(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol: 
             idx = torch.nonzero(state.robust).flatten()
             if idx.numel() == 0:
                 break
-            target = None
-            if t is not None:
-                # AutoAttack's choice: the (t+2)-th most likely class on the clean image
-                target = clean_logits[idx].argsort(dim=1, descending=True)[:, t + 1]
-            objective = classification_objective(forward, y[idx], stage.loss, target)
-            stream = si * 100 + (t or 0)
-            if stage.method == "apgd":
-                res = apgd(objective, x[idx], eps, n_iter=stage.iterations, restarts=stage.restarts,
-                           norm=protocol.norm, seeds=seeds[idx.cpu()], stream=stream)
-            else:
-                res = pgd(objective, x[idx], eps, n_iter=stage.iterations, momentum=stage.momentum,
-                          norm=protocol.norm, seeds=seeds[idx.cpu()], stream=stream, stop_on_success=True)
-            nonfinite[idx] |= res.nonfinite
-            hit = idx[res.success]
-            state.x_adv[idx] = res.x_adv
-            state.robust[hit] = False
-            state.iterations[hit] = res.iterations[res.success]
-            for i in hit.tolist():
-                state.broken_by[i] = stage.label()
+
+            def attack(chunk, t=t, stage=stage, si=si):
+                return _attack(forward, x[chunk], y[chunk], seeds[chunk.cpu()], clean_logits[chunk], eps, stage,
+                               protocol.norm, si * 100 + (t or 0), t)
+
+            for chunk, res in splitter.map(attack, idx):
+                nonfinite[chunk] |= res.nonfinite
+                state.x_adv[chunk] = res.x_adv
+                claimed = chunk[res.success]
+                if claimed.numel():
+                    logits = score(model, res.x_adv[res.success], splitter)
+                    confirmed = (logits.argmax(dim=1) != y[claimed]) | ~torch.isfinite(logits).all(dim=1)
+                    hit = claimed[confirmed]
+                    state.robust[hit] = False
+                    state.iterations[hit] = res.iterations[res.success][confirmed]
+                    for i in hit.tolist():
+                        state.broken_by[i] = stage.label()
         state.next_stage = si + 1
         if on_stage is not None:
             on_stage(state)
 
-    with torch.no_grad():
-        adv_logits = model(state.x_adv).float()
+    adv_logits = score(model, state.x_adv, splitter)
     finite_adv = torch.isfinite(adv_logits).all(dim=1)
     adv_pred = adv_logits.argmax(dim=1)
     robust = clean_correct & (adv_pred == y) & finite_adv
     return ClassificationOutcome(clean_pred, adv_pred, clean_correct, robust, clean_correct & ~state.robust,
                                  state.broken_by, state.iterations, nonfinite | ~finite_adv, state.x_adv)
+
+
+def _attack(forward, x, y, seeds, clean_logits, eps, stage: Stage, norm: str, stream: int, target_rank: int | None):
+    """One stage (or one target class of a targeted stage) on the points ``x``."""
+    target = None
+    if target_rank is not None:
+        # AutoAttack's choice: the (rank+2)-th most likely class on the clean image
+        target = clean_logits.argsort(dim=1, descending=True)[:, target_rank + 1]
+    objective = classification_objective(forward, y, stage.loss, target)
+    if stage.method == "apgd":
+        return apgd(objective, x, eps, n_iter=stage.iterations, restarts=stage.restarts, norm=norm, seeds=seeds,
+                    stream=stream)
+    return pgd(objective, x, eps, n_iter=stage.iterations, momentum=stage.momentum, norm=norm, seeds=seeds,
+               stream=stream, stop_on_success=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -37,6 +38,20 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-train", action="store_true",
                    help="fail instead of training a robust encoder whose checkpoint is missing")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "fp16", "bf16"],
+                   help="attack arithmetic on a GPU (default fp32; scoring is always fp32)")
+    p.add_argument("--attack-backend", default="native", choices=["native", "autoattack", "torchattacks"],
+                   help="run the protocol with the native engine (default) or, to cross-check it, through "
+                   "pyautoattack or torchattacks (fp32, slower)")
+    p.add_argument("--data-root", type=Path, metavar="DIR",
+                   help="paper suites: local datasets (wds_<name>/ copies of the CLIP_benchmark webdatasets, "
+                   "imagenet/val/<wnid>/, torchvision CIFAR/STL); default $BENCH_DATA_ROOT, then the hub cache")
+    p.add_argument("--encoder-weights", action="append", metavar="NAME=WHERE",
+                   help="paper suites: load NAME from a file, URL, hf-hub:org/repo[/file] or `train` (paper recipe)")
+    p.add_argument("--plan", action="store_true",
+                   help="print the cost estimate (passes, FLOPs, timing on this device) and stop")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="processes on this host, each with a share of the samples (torchrun; one per GPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,14 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="evaluate encoders under attack and store the results")
     _add_run_args(p)
 
-    p = sub.add_parser("report", help="tables and a plot from the stored results")
-    p.add_argument("--out", type=Path, default=Path("results"), help="results directory to read (default: results/)")
-    p.add_argument("--suite", action="append", help="only these suites")
-    p.add_argument("--task", action="append", help="only these tasks")
-    p.add_argument("--encoder", action="append", help="only these encoders")
-    p.add_argument("--protocol", action="append", help="only these attack protocols (plus the clean results)")
-    p.add_argument("--report-dir", type=Path, help="where to write table.md, table.csv and the plot "
-                   "(default: <out>/report)")
+    p = sub.add_parser("report", help="tables (Markdown, CSV, LaTeX), plots and an HTML page from the stored "
+                       "results; --run RUN_ID shows one result's provenance")
+    from bench.report.command import add_arguments as add_report_arguments
+
+    add_report_arguments(p)
+
+    p = sub.add_parser("check", help="regression check: re-run (or read) the cells of a baseline file and fail when "
+                       "a number moved beyond the measured noise")
+    from bench.check_command import add_arguments as add_check_arguments
+
+    add_check_arguments(p)
 
     p = sub.add_parser("train", help="adversarially fine-tune a robust encoder (FARE, TeCoA, Sim-CLIP) explicitly; "
                        "`bench run` also trains missing ones on demand")
@@ -78,36 +96,28 @@ def cmd_run(args) -> int:
         eps=tuple(parse_eps(e) for e in _split_list(args.eps)), tasks=_split_list(args.task),
         datasets=_split_list(args.dataset), n_samples=args.n_samples, seed=args.seed, out=args.out,
         device=args.device, batch_size=args.batch_size, force=args.force, allow_training=not args.no_train,
-        progress=not args.no_progress,
+        progress=not args.no_progress, precision=args.precision, backend=args.attack_backend,
+        data_root=args.data_root,
+        encoder_weights=tuple(args.encoder_weights or ()), plan_only=args.plan,
     )
     rows = run(req)
+    if args.plan or int(os.environ.get("RANK", "0")) != 0:
+        return 0
     print(to_markdown(table(rows)), end="")
     print(f"results in {args.out}/runs; `bench report --out {args.out}` for tables and plots")
     return 0
 
 
-def _filter(rows, column: str, values) -> object:
-    return rows if not values else rows[rows[column].isin(_split_list(values))]
-
-
 def cmd_report(args) -> int:
-    from bench.report import plot_accuracy_vs_eps, table, to_markdown
-    from bench.store import Store
+    from bench.report.command import run as run_report
 
-    rows = Store(args.out).rows()
-    rows = _filter(_filter(_filter(rows, "suite", args.suite), "task", args.task), "encoder", args.encoder)
-    if args.protocol:
-        rows = rows[(rows["attack"] == "none") | rows["attack"].isin(_split_list(args.protocol))]
-    tab = table(rows)
-    out = args.report_dir or args.out / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    md = to_markdown(tab)
-    (out / "table.md").write_text(md)
-    tab.to_csv(out / "table.csv")
-    png = plot_accuracy_vs_eps(rows, out / "accuracy_vs_eps.png")
-    print(md, end="")
-    print(f"wrote {out / 'table.md'}, {out / 'table.csv'} and {png}")
-    return 0
+    return run_report(args)
+
+
+def cmd_check(args) -> int:
+    from bench.check_command import run as run_check
+
+    return run_check(args)
 
 
 def cmd_list(args) -> int:
@@ -128,13 +138,24 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_run_sharded(args, argv: list[str]) -> int:
+    """``bench run --nproc N``: the same command under torchrun, each process with a share of the samples."""
+    from bench.train.command import _relaunch_with_torchrun
+
+    if args.nproc < 1:
+        raise BenchError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch_with_torchrun(args, argv)
+    return cmd_run(args)
+
+
 def cmd_train(args, argv: list[str]) -> int:
     from bench.train.command import run
 
     return run(args, argv)
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list}
+COMMANDS = {"run": cmd_run, "report": cmd_report, "check": cmd_check, "list": cmd_list}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return cmd_train(args, argv)
+        if args.command == "run":
+            return cmd_run_sharded(args, argv)
         return COMMANDS[args.command](args)
     except BenchError as exc:
         if args.debug:

@@ -8,6 +8,8 @@ run resumable with at most one batch lost.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +18,19 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from attacks.backends import check_backend, describe
 from attacks.registry import ATTACKS
+from attacks.sanity import SanityConfig, eps_sweeps
+from bench import device as dev
 from bench.config import CellConfig
 from bench.encoders.registry import ENCODERS
 from bench.eps import Eps
 from bench.errors import BenchError
+from bench.sharding import Shards
+from bench.sharding import init as init_shards
 from bench.store import Store, git_sha, now_iso, versions
 from bench.suites import Suite, get_suite
-from tasks.base import EvalContext
+from tasks.base import EvalContext, Metric
 from tasks.registry import TASKS
 
 CLEAN = Eps(0.0, "0")
@@ -46,6 +53,10 @@ class RunRequest:
     allow_training: bool = True
     progress: bool = True
     precision: str = "fp32"
+    backend: str = "native"  # attack backend: native, autoattack or torchattacks (attacks/backends.py)
+    data_root: Path | None = None  # paper suites: where local datasets are (else the hub cache)
+    encoder_weights: tuple[str, ...] = ()  # paper suites: NAME=PATH|URL|hf-hub:…|train
+    plan_only: bool = False  # print the plan (cost estimate) and stop
 
 
 @dataclass
@@ -84,14 +95,21 @@ def _validate(req: RunRequest, suite: Suite) -> tuple[list[str], list[str], list
     protocol = ATTACKS.get(req.attack)
     if protocol.stages and not req.eps:
         raise BenchError(f"--attack {protocol.name} needs at least one --eps (e.g. --eps 4/255)")
+    check_backend(req.backend, protocol, dev.attack_precision(req.precision))
     if req.n_samples is not None and req.n_samples < 1:
         raise BenchError(f"--n-samples must be at least 1, got {req.n_samples}")
     return encoders, tasks, [d for d in req.datasets]
 
 
+def suite_options(req: RunRequest) -> dict:
+    """The suite options the request sets (only those: a suite that takes none refuses any)."""
+    options = {"data_root": req.data_root, "encoder_weights": req.encoder_weights}
+    return {k: v for k, v in options.items() if v}
+
+
 def plan(req: RunRequest) -> tuple[Suite, list[str], list[tuple[str, str]], list[tuple[str, Eps]]]:
     """Validate a request and list what it will compute, before anything expensive happens."""
-    suite = get_suite(req.suite)
+    suite = get_suite(req.suite, **suite_options(req))
     encoders, tasks, datasets = _validate(req, suite)
     pairs = [(t, d) for t in tasks for d in suite.tasks[t] if not datasets or d in datasets]
     protocol = ATTACKS.get(req.attack)
@@ -102,9 +120,9 @@ def plan(req: RunRequest) -> tuple[Suite, list[str], list[tuple[str, str]], list
 
 def run(req: RunRequest) -> pd.DataFrame:
     suite, encoder_names, pairs, budgets = plan(req)
-    device = resolve_device(req.device)
+    shards, device = init_shards(resolve_device(req.device))
+    dev.check_precision(req.precision, device)
     n_samples = req.n_samples or suite.n_samples
-    batch_size = req.batch_size or suite.batch_size
     store = Store(req.out)
     tasks = {t: TASKS.get(t)() for t, _ in pairs}
     data_cache: dict[tuple[str, str], object] = {}
@@ -112,36 +130,72 @@ def run(req: RunRequest) -> pd.DataFrame:
 
     for enc_name in encoder_names:
         spec = ENCODERS.get(enc_name)
-        encoder = suite.load_encoder(spec, str(device), allow_training=req.allow_training, progress=req.progress)
+        # rank 0 first: it downloads (or trains) what is missing, the others then read it from the cache
+        encoder = shards.rank0_first(lambda spec=spec: suite.load_encoder(
+            spec, str(device), allow_training=req.allow_training and shards.world == 1, progress=req.progress))
+        batch_size = req.batch_size or dev.fit_batch(encoder, device, suite.batch_size)
         cells = []
         for task_name, dataset in pairs:
             task = tasks[task_name]
             if (task_name, dataset) not in data_cache:
-                data_cache[(task_name, dataset)] = task.load(suite, dataset, n_samples, req.seed)
+                data_cache[(task_name, dataset)] = shards.rank0_first(
+                    lambda task=task, dataset=dataset: task.load(suite, dataset, n_samples, req.seed))
             data = data_cache[(task_name, dataset)]
             for attack, eps in budgets:
                 cfg = CellConfig(suite.name, enc_name, encoder.meta.checkpoint_sha256, task_name, dataset, attack,
                                  eps.value, eps.label, len(task.sample_ids(data)), req.seed,
-                                 precision=req.precision)
+                                 backend=req.backend if attack != "none" else "native", precision=req.precision)
                 cells.append(Cell(cfg, task, data, encoder, ATTACKS.get(attack)))
+        if shards.main:
+            _print_plan(store, cells, encoder, device, batch_size, req, shards.world)
+        if req.plan_only:
+            continue
         for cell in cells:
-            cell.rows = _compute_cell(store, cell, spec, device, batch_size, req)
+            cell.rows = _compute_cell(store, cell, spec, device, batch_size, req, shards)
             results.append(cell.rows)
-    return pd.concat(results, ignore_index=True) if results else pd.DataFrame()
+    if not results:
+        return pd.DataFrame()
+    rows = pd.concat(results, ignore_index=True)
+    if shards.main:  # cross-cell checks (accuracy never rises with ε), stored as small derived runs
+        derived = [store.write_derived(d.run_id, d.card, d.rows) for d in eps_sweeps(rows, git_sha(), now_iso())]
+        rows = pd.concat([rows, *derived], ignore_index=True)
+    return rows
 
 
-def _compute_cell(store: Store, cell: Cell, spec, device, batch_size: int, req: RunRequest) -> pd.DataFrame:
+def _print_plan(store: Store, cells: list[Cell], encoder, device, batch_size: int, req: RunRequest,
+                world: int) -> None:
+    """The cost of the cells still to compute, before computing them: passes, FLOPs and a short timing here."""
+    costs = []
+    for cell in cells:
+        run = store.existing(cell.cfg)
+        if run is not None and run.complete and not req.force:
+            continue
+        n_classes = len(getattr(cell.data, "class_prompts", ())) or 2
+        done = 0 if req.force or run is None else len(run.done_ids())
+        todo = len(cell.task.sample_ids(cell.data)) - done
+        costs.append(dev.CellCost(todo, dev.passes_per_sample(cell.protocol, n_classes)))
+    if not costs or not (req.progress or req.plan_only):
+        return
+    flops = dev.flops_per_image(encoder, device)
+    probe = min(batch_size, 8)
+    seconds = dev.seconds_per_pass(encoder, device, probe, req.precision)
+    print(dev.describe_plan(encoder.meta.name, device, costs, flops, seconds, probe, world), file=sys.stderr)
+
+
+def _compute_cell(store: Store, cell: Cell, spec, device, batch_size: int, req: RunRequest,
+                  shards: Shards) -> pd.DataFrame:
+    """One cell, resumable. Under torchrun rank 0 holds the run's lock, prepares the run, and merges the per-sample
+    files of every rank into the rows; each rank computes its share of the samples still missing."""
     run = store.run(cell.cfg)
-    with run.locked():
-        if run.complete and not req.force:
-            return run.rows()
-        if req.force:
-            for path in run.samples_dir.glob("*.csv"):
-                path.unlink()
-        card = run.card()
+    with run.locked() if shards.main else contextlib.nullcontext():
         ids = cell.task.sample_ids(cell.data)
+        status = shards.broadcast(_prepare(run, req, ids) if shards.main else None)
+        if status == "complete":
+            return run.rows()
+        card = run.card()
         done = run.done_ids()
-        todo = [i for i, sid in enumerate(ids) if sid not in done]
+        remaining = [i for i, sid in enumerate(ids) if sid not in done]
+        todo = shards.mine(remaining)
         started = card.get("started_at") or now_iso()
         seconds_before = float(card.get("compute_seconds", 0.0))
         card = {
@@ -149,29 +203,67 @@ def _compute_cell(store: Store, cell: Cell, spec, device, batch_size: int, req: 
             "encoder": cell.encoder.meta.as_dict(), "protocol": cell.protocol.as_dict(),
             "protocol_summary": cell.protocol.summary(), "git_sha": git_sha(), "versions": versions(),
             "device": str(device), "threads": torch.get_num_threads(), "started_at": started,
-            "compute_seconds": seconds_before, "batch_size": batch_size,
+            "compute_seconds": seconds_before, "batch_size": batch_size, "processes": shards.world,
         }
-        run.write_card(card)
-        ctx = EvalContext(cell.protocol, cell.cfg.eps, cell.cfg.seed, device, cell.cfg.precision)
-        label = f"{cell.cfg.encoder} {cell.cfg.dataset} {cell.cfg.attack} {cell.cfg.eps_label}"
-        bar = tqdm(total=len(ids), initial=len(ids) - len(todo), desc=label, unit="img", leave=False,
-                   disable=not req.progress, dynamic_ncols=True)
-        t0 = time.time()
-        for start in range(0, len(todo), batch_size):
-            rows = todo[start:start + batch_size]
-            records = cell.task.evaluate(cell.encoder, cell.data, rows, ctx)
-            run.write_batch(records)
-            card["compute_seconds"] = seconds_before + time.time() - t0
+        if shards.main:
             run.write_card(card)
-            bar.update(len(rows))
+        ctx = EvalContext(cell.protocol, cell.cfg.eps, cell.cfg.seed, device,
+                          dev.attack_precision(cell.cfg.precision), cell.cfg.backend)
+        label = f"{cell.cfg.encoder} {cell.cfg.dataset} {cell.cfg.attack} {cell.cfg.eps_label}"
+        bar = tqdm(total=len(ids), initial=len(ids) - len(remaining), desc=label, unit="img", leave=False,
+                   disable=not (req.progress and shards.main), dynamic_ncols=True)
+        t0 = time.time()
+        with dev.precision_scope(cell.encoder, device, cell.cfg.precision):
+            for start in range(0, len(todo), batch_size):
+                rows = todo[start:start + batch_size]
+                records = cell.task.evaluate(cell.encoder, cell.data, rows, ctx)
+                run.write_batch(records)
+                card["compute_seconds"] = seconds_before + time.time() - t0
+                if shards.main:
+                    run.write_card(card)
+                bar.update(len(rows) * shards.world)
         bar.close()
+        shards.barrier()  # every rank's batch files are written
+        if not shards.main:
+            shards.barrier()  # rank 0 has merged them
+            return run.rows()
         records = run.records()
         if len(records) != len(ids):
             raise BenchError(f"run {cell.cfg.run_id} has {len(records)} of {len(ids)} samples after computing; "
                              "its directory may have been modified concurrently")
         metrics = cell.task.metrics(records, attacked=bool(cell.protocol.stages))
+        metrics += _sanity_checks(cell, records, ctx, card)
         rows = [_row(cell, spec, m, card) for m in metrics]
-        return run.finish(rows, card)
+        finished = run.finish(rows, card)
+        shards.barrier()
+        return finished
+
+
+def _sanity_checks(cell: Cell, records: pd.DataFrame, ctx: EvalContext, card: dict) -> list[Metric]:
+    """Checks against gradient masking for an attacked cell (attacks/sanity.py), where the task offers them:
+    details go into the card under "sanity", a ``sanity:<check>`` row (1 passed, 0 failed) beside the metrics."""
+    if not cell.protocol.stages or not hasattr(cell.task, "sanity_checks"):
+        return []
+    t0, config = time.time(), SanityConfig()
+    checks = cell.task.sanity_checks(cell.encoder, cell.data, records, ctx, config)
+    card.update(sanity=[c.as_dict() for c in checks], sanity_config=config.as_dict(),
+                sanity_seconds=round(time.time() - t0, 2))
+    return [Metric(c.metric, float(c.passed)) for c in checks]
+
+
+def _prepare(run, req: RunRequest, ids: list[str]) -> str:
+    """Rank 0, under the run's lock: "complete" when the stored result stands, else clear it if forced. A stored
+    run holding other samples than this request selects (the same dataset read from another source) is refused
+    rather than mixed in."""
+    if req.force:
+        for path in run.samples_dir.glob("*.csv"):
+            path.unlink()
+        return "compute"
+    stray = run.done_ids() - set(ids)
+    if stray:
+        raise BenchError(f"run {run.cfg.run_id} holds {len(stray)} sample(s) this request does not select (e.g. "
+                         f"{sorted(stray)[0]}): the dataset was read from another source; --force recomputes it")
+    return "complete" if run.complete else "compute"
 
 
 def _row(cell: Cell, spec, metric, card: dict) -> dict:
@@ -179,10 +271,10 @@ def _row(cell: Cell, spec, metric, card: dict) -> dict:
     return {
         "run_id": cfg.run_id, "suite": cfg.suite, "encoder": cfg.encoder, "method": spec.method,
         "train_eps": spec.train_eps_label, "task": cfg.task, "dataset": cfg.dataset, "attack": cfg.attack,
-        "protocol": protocol.summary(), "eps": cfg.eps, "eps_str": cfg.eps_label, "steps": protocol.iterations,
-        "restarts": protocol.restarts, "precision": cfg.precision, "n_samples": cfg.n_samples,
-        "metric": metric.name, "value": metric.value, "ci_low": metric.ci_low, "ci_high": metric.ci_high,
-        "seed": cfg.seed, "git_sha": card["git_sha"],
+        "protocol": describe(protocol, cfg.backend), "eps": cfg.eps, "eps_str": cfg.eps_label,
+        "steps": protocol.iterations, "restarts": protocol.restarts, "precision": cfg.precision,
+        "n_samples": cfg.n_samples, "metric": metric.name, "value": metric.value, "ci_low": metric.ci_low,
+        "ci_high": metric.ci_high, "seed": cfg.seed, "git_sha": card["git_sha"],
         "versions": ";".join(f"{k}={v}" for k, v in card["versions"].items()),
         "started_at": card["started_at"], "seconds": round(card["compute_seconds"], 2),
     }

@@ -27,7 +27,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from bench.checkpoints import atomic_write_bytes
-from bench.config import CellConfig
+from bench.config import CellConfig, safe_component
 from bench.errors import BenchError
 
 ROW_COLUMNS = [
@@ -181,6 +181,29 @@ class Store:
 
     def run(self, cfg: CellConfig) -> Run:
         return Run(self.root, cfg)
+
+    def existing(self, cfg: CellConfig) -> Run | None:
+        """The run of ``cfg`` if anything of it is stored, without creating its directory."""
+        return Run(self.root, cfg) if (self.root / "runs" / cfg.run_id).is_dir() else None
+
+    def write_derived(self, run_id: str, card: dict, rows: list[dict]) -> pd.DataFrame:
+        """A run computed from other runs' rows (e.g. a cross-cell sanity check): its card and rows, no samples.
+        One already stored with the same content (timestamps and code version aside) is kept as it is."""
+        path = self.root / "runs" / safe_component(run_id)
+        if (path / "rows.csv").is_file() and (path / "card.json").is_file():
+            try:
+                stored = json.loads((path / "card.json").read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                stored = {}
+            volatile = ("started_at", "finished_at", "git_sha")
+            if all(stored.get(k) == v for k, v in card.items() if k not in volatile):
+                return read_rows(path / "rows.csv")
+        df = pd.DataFrame(rows, columns=ROW_COLUMNS)
+        with writing(path):
+            path.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path / "rows.csv", df.to_csv(index=False).encode())
+            atomic_write_bytes(path / "card.json", (json.dumps(card, indent=2, default=str) + "\n").encode())
+        return df
 
     def run_dirs(self) -> list[Path]:
         runs = self.root / "runs"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bench.errors import BenchError
 from bench.registry import Registry
 
 
@@ -23,19 +24,40 @@ class Suite:
     train_data: Callable = field(repr=False, compare=False)  # (TrainConfig, imagenet_root) -> training data
 
 
-def _micro() -> Suite:
+def _micro(**options) -> Suite:
     from bench.micro import suite as micro
     from bench.micro.data import ZEROSHOT_DATASETS
+
+    given = [k.replace("_", "-") for k, v in options.items() if v]
+    if given:
+        raise BenchError(f"--{', --'.join(given)} appl{'ies' if len(given) == 1 else 'y'} to the paper suites only; "
+                         "the micro suite is generated and committed")
 
     return Suite("micro", {"zeroshot": ZEROSHOT_DATASETS}, ("zeroshot",), n_samples=500, batch_size=250,
                  load_classification=micro.load_classification, load_encoder=micro.load_encoder,
                  train_data=lambda cfg, _root: micro.train_data(cfg))
 
 
-SUITES: Registry[Callable[[], Suite]] = Registry("suite")
+def _paper(family: str) -> Callable[..., Suite]:
+    def make(**options) -> Suite:
+        from bench.paper.suite import build_named
+
+        return build_named(family, **options)
+
+    return make
+
+
+SUITES: Registry[Callable[..., Suite]] = Registry("suite")
 SUITES.register("micro", _micro, "a generated world of shapes, colours and counts with a small CLIP; runs offline on "
                 "a CPU in minutes (default)")
+SUITES.register("paper", _paper("paper"), "ViT-L/14 OpenAI CLIP and the published FARE, TeCoA and Sim-CLIP "
+                "checkpoints on the FARE zero-shot protocol (13 datasets + ImageNet, 1,000 samples each); GPU work")
+SUITES.register("paper-b32", _paper("paper-b32"), "the published ViT-B/32 (LAION-2B) CLIP, FARE⁴ and TeCoA⁴ on "
+                "the same protocol")
+SUITES.register("paper-b32-openai", _paper("paper-b32-openai"), "the OpenAI ViT-B/32 CLIP and FARE's published "
+                "FARE⁴ and TeCoA⁴ towers for it, on the same protocol")
 
 
-def get_suite(name: str) -> Suite:
-    return SUITES.get(name)()
+def get_suite(name: str, **options) -> Suite:
+    """The suite ``name``; ``options`` (data_root, encoder_weights) configure where a paper suite finds things."""
+    return SUITES.get(name)(**options)

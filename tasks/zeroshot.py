@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from attacks.protocols import run_protocol
+from attacks import sanity
+from attacks.backends import run_classification
 from bench.stats import wilson_interval
 from tasks.base import EvalContext, Metric
 from tasks.zeroshot_model import ZeroShotClassifier
@@ -25,6 +26,7 @@ class ClassificationData:
     labels: np.ndarray  # int64 (N,)
     classnames: list[str]
     class_prompts: list[list[str]]
+    ensemble: str = "mean"  # how a class's prompts combine (tasks/zeroshot_model.py)
 
 
 def attack_seeds(seed: int, indices) -> torch.Tensor:
@@ -54,7 +56,7 @@ class ZeroShotTask:
         """Class embeddings are computed once per (encoder, dataset) and reused by every batch and attack."""
         key = (id(encoder), data.dataset)
         if key not in self._heads:
-            self._heads[key] = ZeroShotClassifier(encoder, data.class_prompts)
+            self._heads[key] = ZeroShotClassifier.for_data(encoder, data)
         return self._heads[key]
 
     def evaluate(self, encoder, data: ClassificationData, rows: list[int], ctx: EvalContext) -> list[dict]:
@@ -62,7 +64,8 @@ class ZeroShotTask:
         x = to_float(data.images[rows], ctx.device)
         y = torch.as_tensor(data.labels[rows], device=ctx.device)
         seeds = attack_seeds(ctx.seed, data.indices[rows])
-        out = run_protocol(model, x, y, ctx.eps, ctx.protocol, seeds, precision=ctx.precision)
+        out = run_classification(ctx.backend, model, x, y, ctx.eps, ctx.protocol, seeds, seed=ctx.seed,
+                                 precision=ctx.precision)
         records = []
         for k, r in enumerate(rows):
             records.append({
@@ -79,6 +82,22 @@ class ZeroShotTask:
                 "nonfinite": bool(out.nonfinite[k]),
             })
         return records
+
+    def sanity_checks(self, encoder, data: ClassificationData, records: pd.DataFrame, ctx: EvalContext,
+                      config: sanity.SanityConfig) -> list[sanity.CheckResult]:
+        """Checks against gradient masking for an attacked cell, from its per-sample records (``attacks.sanity``)."""
+        position = {sid: i for i, sid in enumerate(data.ids)}
+        records = records.assign(_pos=records["sample_id"].map(position)).sort_values("_pos")
+        clean_correct = torch.tensor(records["clean_correct"].astype(bool).to_numpy())
+        robust = torch.tensor(records["robust"].astype(bool).to_numpy())
+        checks = [sanity.robust_le_clean(clean_correct, robust)]
+        chosen = sanity.subset(clean_correct, config)
+        rows = records["_pos"].to_numpy()[chosen.numpy()]
+        x = to_float(data.images[rows], ctx.device)
+        y = torch.as_tensor(data.labels[rows], device=ctx.device)
+        seeds = attack_seeds(ctx.seed, data.indices[rows])
+        return checks + sanity.attack_checks(self.classifier(encoder, data), x, y, ctx.eps, ctx.protocol, seeds,
+                                             ctx.seed, robust[chosen].to(ctx.device), config)
 
     def metrics(self, records: pd.DataFrame, attacked: bool) -> list[Metric]:
         n = len(records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from attack_fixtures import one_thread  # noqa: F401  (autouse fixture)
 
 from attacks.apgd import apgd, checkpoint_schedule
 from attacks.base import L2Ball, LinfBall

@@ -13,8 +13,7 @@ import numpy as np
 from bench.micro.world import COLOURS, COUNTS, GRID, SHAPES, SPLITS, Scene
 
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
-PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "diamond": "diamonds",
-           "cross": "crosses", "star": "stars"}
+PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses", "ring": "rings"}
 NOUNS = ("shapes", "objects", "things")
 VERTICAL = ("at the top", "at the bottom")  # by grid row
 HORIZONTAL = ("on the left", "on the right")  # by grid column
@@ -74,7 +73,7 @@ def _partial(scene: Scene, attribute: str, rng: np.random.Generator) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def captions_with_mentions(scene: Scene, rng: np.random.Generator, n: int = 5, n_partial: int = 2
+def captions_with_mentions(scene: Scene, rng: np.random.Generator, n: int = 5, n_partial: int = 1
                            ) -> list[Caption]:
     """``n`` different captions of ``scene`` as annotators might write them: ``n - n_partial`` complete ones and
     ``n_partial`` terse ones that state a single attribute."""
@@ -166,27 +165,31 @@ def questions(scene: Scene, rng: np.random.Generator, n: int = 3) -> list[Questi
     return [made[i] for i in sorted(order)]
 
 
-# Zero-shot classification: class names and prompt ensembles per micro dataset.
+# Zero-shot classification: class names and prompt ensembles per micro dataset. A class's prompts describe it in
+# every context the world has: the shape "ring" is "three red rings.", "a picture of one blue ring.", ... over all
+# colours and counts, and the class embedding is their normalised mean (CLIP's prompt-ensemble recipe, with the
+# other attributes of the scene as the nuisance the ensemble averages out).
 CLASSNAMES = {
     "shape": list(SHAPES),
     "colour": list(COLOURS),
     "count": [NUMBER_WORDS[c] for c in COUNTS],
 }
-# How a class is named inside a prompt: counts with their noun ("two objects").
-PROMPT_NAMES = {
-    "shape": list(SHAPES),
-    "colour": list(COLOURS),
-    "count": [count_phrase(c) for c in COUNTS],
-}
-TEMPLATES = {
-    "shape": ["a picture of {c} shapes.", "an image showing {c} shapes.", "{c} shapes on a background.",
-              "objects shaped like a {c}."],
-    "colour": ["a picture of {c} shapes.", "an image showing {c} objects.", "{c} things on a background.",
-               "some {c} objects."],
-    "count": ["{c}.", "a picture of {c}.", "an image showing {c}.", "{c} on a background."],
-}
+TEMPLATES = ("{}.", "a picture of {}.")
+ENSEMBLE = "logsumexp"  # see tasks/zeroshot_model.py: these prompts enumerate contexts, their probabilities add up
+
+
+def _phrase(shape: str, colour: str, count: int) -> str:
+    return f"{NUMBER_WORDS[count]} {colour} {PLURALS[shape] if count > 1 else shape}"
 
 
 def class_prompts(dataset: str) -> list[list[str]]:
-    """Prompts per class: ``[[prompt for template] for class]``, in the order of ``CLASSNAMES[dataset]``."""
-    return [[t.format(c=name) for t in TEMPLATES[dataset]] for name in PROMPT_NAMES[dataset]]
+    """Prompts per class: ``[[prompt, ...] for class]``, in the order of ``CLASSNAMES[dataset]``."""
+    if dataset == "shape":
+        phrases = [[_phrase(s, c, k) for c in COLOURS for k in COUNTS] for s in SHAPES]
+    elif dataset == "colour":
+        phrases = [[_phrase(s, c, k) for s in SHAPES for k in COUNTS] for c in COLOURS]
+    elif dataset == "count":
+        phrases = [[_phrase(s, c, k) for s in SHAPES for c in COLOURS] for k in COUNTS]
+    else:
+        raise KeyError(f"unknown micro dataset {dataset!r}")
+    return [[t.format(p) for p in ps for t in TEMPLATES] for ps in phrases]

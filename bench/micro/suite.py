@@ -27,7 +27,8 @@ def load_classification(dataset: str, n_samples: int, seed: int):
     indices = select_indices(n_samples, seed)
     split = generate_indices("test", indices)
     return ClassificationData(dataset, indices, split.ids, split.images, split.labels(dataset),
-                              list(language.CLASSNAMES[dataset]), language.class_prompts(dataset))
+                              list(language.CLASSNAMES[dataset]), language.class_prompts(dataset),
+                              ensemble=language.ENSEMBLE)
 
 
 def load_encoder(spec, device: str, allow_training: bool = True, progress: bool = True, overrides=None):

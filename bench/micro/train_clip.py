@@ -31,7 +31,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ASSETS, help="directory for micro_clip.safetensors and its card")
     p.add_argument("--n-train", type=int, default=30_000, help="training scenes")
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--steps", type=int, default=480)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.1)
@@ -46,12 +46,16 @@ ATTRIBUTES = ("shape", "colour", "count")
 
 
 def caption_tokens(split, tok) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, 5, context) token ids, tokenising each distinct caption once, and (N, 5, 3) masks of which attributes
-    (shape, colour, count) each caption states."""
+    """(N, K, context) token ids of each image's K complete captions, tokenising each distinct caption once, and
+    (N, K, 3) masks of which attributes (shape, colour, count) each caption states.
+
+    Only complete captions train the micro CLIP: a terse one ("ring shapes.") matches a large share of any batch,
+    and in a probe, training on them as well (with the soft targets below) left the image tower with far less
+    shape information (linear probe 54 % vs 88 %) in the same budget."""
     cache: dict[str, torch.Tensor] = {}
     tokens, mentions = [], []
     for i in range(len(split)):
-        caps = split.captions_with_mentions(i)
+        caps = [c for c in split.captions_with_mentions(i) if c.mentions == language.FULL]
         for c in caps:
             if c.text not in cache:
                 cache[c.text] = tok([c.text])[0]
@@ -106,7 +110,7 @@ def zeroshot_accuracy(model, tok, mean, std, n_eval: int, batch: int = 500) -> d
     test = generate("test", n_eval)
     out = {}
     for dataset in ZEROSHOT_DATASETS:
-        clf = ZeroShotClassifier(encoder, language.class_prompts(dataset))
+        clf = ZeroShotClassifier(encoder, language.class_prompts(dataset), language.ENSEMBLE)
         labels = torch.from_numpy(test.labels(dataset))
         preds = torch.cat([clf(as_float(test.images[i:i + batch])).argmax(1) for i in range(0, len(test), batch)])
         out[dataset] = float((preds == labels).float().mean())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star")
+SHAPES = ("circle", "square", "triangle", "cross", "ring")
 COLOURS = ("red", "orange", "yellow", "green", "teal", "blue", "purple", "pink")
 HUES_DEG = {"red": 0, "orange": 30, "yellow": 55, "green": 120, "teal": 175, "blue": 220, "purple": 275,
             "pink": 325}
@@ -76,8 +76,6 @@ def _shape_field(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return np.sqrt(u * u + v * v)
     if shape == "square":
         return np.maximum(np.abs(u), np.abs(v)) * 1.15
-    if shape == "diamond":
-        return (np.abs(u) + np.abs(v)) * 0.85
     if shape == "triangle":
         # equilateral, apex up: three half-planes, centred on the centroid
         k = math.sqrt(3.0) / 2.0
@@ -88,12 +86,9 @@ def _shape_field(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if shape == "cross":
         arm = 0.36
         return np.minimum(np.maximum(np.abs(u), np.abs(v) / arm), np.maximum(np.abs(u) / arm, np.abs(v))) * 1.05
-    if shape == "star":
-        r = np.sqrt(u * u + v * v)
-        theta = np.arctan2(v, u) + math.pi / 2
-        # five points: radius oscillates between 0.45 and 1.15
-        edge = 0.8 + 0.35 * np.cos(5 * theta)
-        return r / edge
+    if shape == "ring":
+        # an annulus between radii 0.44 and 1.0: (1 - field) is the distance to its nearer edge
+        return 1.0 + np.abs(np.sqrt(u * u + v * v) - 0.72) - 0.28
     raise ValueError(f"unknown shape {shape!r}")
 
 

@@ -35,7 +35,7 @@ from bench.train.health import CollapseMonitor, cosine_to_original, embedding_sp
 from bench.train.objectives import Batch, make_objective
 from tasks.zeroshot_model import class_embeddings
 
-LOG_FIELDS = ["step", "lr", "loss", "adv_loss", "cos_to_original", "spread", "seconds"]
+LOG_FIELDS = ["step", "lr", "loss", "adv_loss", "cos_to_original", "spread", "grad_norm", "seconds"]
 STATE_FILE = "last.pt"
 
 
@@ -70,6 +70,28 @@ def step_seeds(cfg: TrainConfig, step: int, micro: int, positions: range) -> tor
     """One seed per (step, micro-batch, position in the global batch) for the PGD random starts."""
     base = (cfg.seed * 1_000_003 + step) * (cfg.grad_accum + 1) + micro
     return torch.tensor([base * 100_003 + p for p in positions], dtype=torch.long)
+
+
+def adversarial_step(cfg: TrainConfig, objective, student, model, original, x, labels, classes, seeds):
+    """One micro-batch: the inner PGD against the current encoder (parameters frozen), then the outer loss and its
+    backward pass (scaled for gradient accumulation). ``model`` is ``student`` or its DDP wrapper."""
+    with torch.no_grad():
+        target = original(x)
+        clean = student(x) if objective.needs_clean_current else None
+    batch = Batch(x, target, clean, labels, classes)
+
+    def inner(x_adv, rows):
+        return objective.inner_loss(student(x_adv), batch, rows), torch.zeros_like(rows, dtype=torch.bool)
+
+    student.requires_grad_(False)  # the inner attack differentiates the input only
+    try:
+        x_adv = pgd(inner, x, cfg.eps, n_iter=cfg.inner_steps, step_size=cfg.inner_step_size,
+                    momentum=cfg.inner_momentum, seeds=seeds, last_iterate=True).x_adv
+    finally:
+        student.requires_grad_(True)
+    loss, emb_adv = objective.outer_loss(model, x_adv, batch)
+    (loss / cfg.grad_accum).backward()
+    return loss.detach(), emb_adv.detach(), batch
 
 
 @dataclass
@@ -115,8 +137,13 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 
 
 def train(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, *, device: torch.device, resume: bool = False,
-          progress: bool = True, fail_on_collapse: bool = False, base_name: str = "") -> TrainOutcome:
-    """Fine-tune ``base``'s image tower with ``cfg``; write checkpoints, log and card into ``out_dir``."""
+          progress: bool = True, fail_on_collapse: bool = False, base_name: str = "",
+          on_step=None) -> TrainOutcome:
+    """Fine-tune ``base``'s image tower with ``cfg``; write checkpoints, log and card into ``out_dir``.
+
+    ``on_step(step, row)`` is called after every optimiser step and its periodic checkpoint (for callers that
+    log elsewhere or stop early).
+    """
     cfg.validate()
     dist = DistInfo.from_env(device)
     if cfg.batch_size % (cfg.grad_accum * dist.world):
@@ -176,42 +203,32 @@ def train(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, *, device: t
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
+        loss_sum = 0.0
         for micro in range(cfg.grad_accum):
             idx = batch_indices(step, micro, cfg.grad_accum, cfg.batch_size, data.n, cfg.seed)
             mine = range(dist.rank * local_batch, (dist.rank + 1) * local_batch)
             x, labels = data.load(idx[mine.start:mine.stop])
             x, labels = x.to(device), labels.to(device)
-            with torch.no_grad():
-                target = original(x)
-                clean = student(x) if objective.needs_clean_current else None
-            batch = Batch(x, target, clean, labels, classes)
-
-            def inner(x_adv, rows, batch=batch):
-                return objective.inner_loss(student(x_adv), batch, rows), torch.zeros_like(rows, dtype=torch.bool)
-
-            student.requires_grad_(False)  # the inner attack differentiates the input only
-            x_adv = pgd(inner, x, cfg.eps, n_iter=cfg.inner_steps, step_size=cfg.inner_step_size,
-                        momentum=cfg.inner_momentum, seeds=step_seeds(cfg, step, micro, mine),
-                        last_iterate=True).x_adv
-            student.requires_grad_(True)
             sync = model.no_sync() if dist.world > 1 and micro < cfg.grad_accum - 1 else contextlib.nullcontext()
             with sync:
-                loss, emb_adv = objective.outer_loss(model, x_adv, batch)
-                (loss / cfg.grad_accum).backward()
+                loss, emb_adv, batch = adversarial_step(cfg, objective, student, model, original, x, labels, classes,
+                                                        step_seeds(cfg, step, micro, mine))
+            loss_sum += float(loss)
+        # after DDP's all-reduce, so every process (and a single-process run) sees the same global gradient
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(student.parameters(), float("inf")))
         opt.step()
         opt.zero_grad(set_to_none=True)
 
         with torch.no_grad():
             emb_clean = student(x)  # after the update
-            figures = torch.tensor([float(loss), float(objective.inner_loss(emb_adv.detach(), batch,
-                                                                              torch.arange(len(x), device=device))
-                                                            .mean()),
-                                    cosine_to_original(emb_clean, target), embedding_spread(emb_clean)])
+            adv_loss = objective.inner_loss(emb_adv, batch, torch.arange(len(x), device=device)).mean()
+            figures = torch.tensor([loss_sum / cfg.grad_accum, float(adv_loss),
+                                    cosine_to_original(emb_clean, batch.target), embedding_spread(emb_clean)])
         if dist.world > 1:
             torch_dist.all_reduce(figures)
             figures /= dist.world
         row = {"step": step + 1, "lr": lr_at(step, cfg), "loss": float(figures[0]), "adv_loss": float(figures[1]),
-               "cos_to_original": float(figures[2]), "spread": float(figures[3]),
+               "cos_to_original": float(figures[2]), "spread": float(figures[3]), "grad_norm": grad_norm,
                "seconds": round(time.time() - wall0, 2)}
         log_rows.append(row)
         newly = monitor.update(step + 1, row["spread"], row["cos_to_original"])
@@ -224,6 +241,8 @@ def train(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, *, device: t
         if dist.main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
             _save_state(state_path, student, opt, step + 1, log_rows, monitor.reference_spread)
             _write_log(out_dir / "train_log.csv", log_rows)
+        if on_step is not None:
+            on_step(step + 1, row)
         if newly and fail_on_collapse:
             if dist.main:
                 _write_log(out_dir / "train_log.csv", log_rows)

@@ -1,0 +1,235 @@
+"""Regression check against a committed baseline of tidy rows (``results/baselines/micro.csv``).
+
+Every baseline cell (encoder × task × dataset × attack × ε, the task's headline metric, plus the sanity-check rows)
+is compared with the same cell re-computed now (or read from a results directory). A cell regresses when:
+
+- its number moved by more than the tolerance, in either direction, because each direction means something:
+  * clean score **down**: the model, data or preprocessing broke;  clean score **up**: the model or data changed
+    (refresh the baseline together with such a change, never silently);
+  * robust score **up**: the attack got weaker (fewer iterations, masked gradients, a wrong ε) — the failure
+    this check exists for, since it makes every defence look better;  robust score **down**: the defence got
+    weaker (or the attack stronger: refresh the baseline if that was the intent);
+  "up" means better for the defender (higher accuracy, CIDEr; lower targeted-attack success);
+- its protocol changed (protocol summary, iterations, restarts, precision: a silent iteration cut shows here before
+  any number moves), or it is missing (a cell is keyed by its sample count and seed too: other samples are not
+  comparable);
+- a sanity check that passed in the baseline now fails.
+
+Tolerance: ``sigmas`` × NOISE_RATIO × the binomial standard deviation sqrt(p(1−p)/n) of a proportion, with p
+shrunk as (k+1)/(n+2) so that a cell at 0 % or 100 % still tolerates a sample or two. NOISE_RATIO is the measured
+seed-to-seed standard deviation over the binomial one (scripts/measure_noise.py; figures in the README). A row of the
+baseline may carry its own ``tolerance`` (absolute, stored units), which metrics that are not proportions need, and
+the ``encoder_sha256`` of the checkpoint it measured (written by ``--write-baseline``; a changed one is noted).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError, NeedsTraining
+from bench.report.metrics import SANITY_PREFIX, headline_rows, style
+from bench.report.select import CELL_KEY
+from bench.store import ROW_COLUMNS, read_rows
+
+DEFAULT_SIGMAS = 3.0
+NOISE_RATIO = 1.0
+PROTOCOL_COLUMNS = ["protocol", "steps", "restarts", "precision"]
+SAMPLE_COLUMNS = ["n_samples", "seed"]
+# a baseline may hold the same cell on several sample sets (e.g. a small one for a quick test), so they are keys
+CHECK_KEY = CELL_KEY + SAMPLE_COLUMNS
+
+
+def tolerance(value: float, n: int, sigmas: float = DEFAULT_SIGMAS, ratio: float = NOISE_RATIO) -> float:
+    """Allowed |change| of a proportion measured on ``n`` samples (stored units, e.g. 0.05 = 5 points)."""
+    p = (value * n + 1) / (n + 2)
+    return sigmas * ratio * math.sqrt(p * (1 - p) / n)
+
+
+@dataclass(frozen=True)
+class CellResult:
+    encoder: str
+    task: str
+    dataset: str
+    attack: str
+    eps_str: str
+    metric: str
+    n_samples: int
+    baseline: float
+    current: float  # NaN when missing
+    tolerance: float
+    ok: bool
+    reason: str = ""
+
+    @property
+    def name(self) -> str:
+        eps = "clean" if self.eps_str in ("0", "0.0") else f"{self.attack} ε={self.eps_str}"
+        return f"{self.encoder} {self.task}/{self.dataset} {eps} {self.metric} (n={self.n_samples})"
+
+
+def read_baseline(path: Path) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise BenchError(f"baseline file not found: {path}")
+    rows = read_rows(Path(path))
+    missing = [c for c in ROW_COLUMNS if c not in rows.columns]
+    if missing:
+        raise BenchError(f"baseline {path} is not a file of tidy result rows (missing columns: {', '.join(missing)})")
+    if rows.empty:
+        raise BenchError(f"baseline {path} has no rows")
+    return rows
+
+
+def latest_per_sample_set(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.sort_values(["started_at", "run_id"]).drop_duplicates(CHECK_KEY, keep="last")
+
+
+def compared_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The cells a check compares: each task's headline metric and the sanity checks, latest run per cell."""
+    rows = latest_per_sample_set(rows)
+    sanity = rows["metric"].astype(str).str.startswith(SANITY_PREFIX)
+    return pd.concat([headline_rows(rows[~sanity]), rows[sanity]], ignore_index=True)
+
+
+def cell_tolerance(row, sigmas: float) -> float:
+    own = getattr(row, "tolerance", math.nan)
+    if own is not None and not pd.isna(own):
+        return float(own)
+    if style(row.metric).proportion:
+        return tolerance(float(row.value), int(row.n_samples), sigmas)
+    raise BenchError(f"baseline row {row.encoder} {row.task}/{row.dataset} ε={row.eps_str}: no noise model for "
+                     f"metric {row.metric!r}; give the row a `tolerance` (absolute, in stored units)")
+
+
+def _judge(base, cur, tol: float) -> tuple[bool, str]:
+    """(ok, reason) for one numeric cell; see the module docstring for what each direction means."""
+    s = style(base.metric)
+    delta = float(cur.value) - float(base.value)
+    if abs(delta) <= tol:
+        return True, ""
+    shown = f"{abs(delta) * s.scale:.1f} (tolerance {tol * s.scale:.1f}, baseline {base.value * s.scale:.1f}, " \
+            f"now {cur.value * s.scale:.1f})"
+    better = delta > 0 if s.higher_is_better else delta < 0
+    if float(base.eps) == 0:
+        if better:
+            return False, f"clean {base.metric} rose by {shown}: the model or data changed; refresh the baseline " \
+                          "if that was intended"
+        return False, f"clean {base.metric} dropped by {shown}: the model, data or preprocessing changed"
+    if better:
+        return False, f"robust {base.metric} rose by {shown}: the attack got weaker (fewer iterations, masked " \
+                      "gradients, a smaller ε?) or the defence stronger"
+    return False, f"robust {base.metric} fell by {shown}: the defence got weaker or the attack stronger"
+
+
+def _differences(base, cur, columns: list[str]) -> list[str]:
+    return [f"{c} {getattr(base, c)!s} → {getattr(cur, c)!s}" for c in columns
+            if str(getattr(base, c)) != str(getattr(cur, c))]
+
+
+def compare(baseline: pd.DataFrame, current: pd.DataFrame, sigmas: float = DEFAULT_SIGMAS) -> list[CellResult]:
+    base = compared_rows(baseline)
+    cur = latest_per_sample_set(current) if len(current) else current
+    index = {tuple(getattr(r, k) for k in CHECK_KEY): r for r in cur.itertuples()}
+    elsewhere = {}  # the same cell on other sample sets, to say why a cell is missing
+    for r in cur.itertuples():
+        elsewhere.setdefault(tuple(getattr(r, k) for k in CELL_KEY), []).append(f"n={r.n_samples} seed={r.seed}")
+    results = []
+    for b in base.itertuples():
+        is_sanity = str(b.metric).startswith(SANITY_PREFIX)
+        tol = 0.0 if is_sanity else cell_tolerance(b, sigmas)
+        c = index.get(tuple(getattr(b, k) for k in CHECK_KEY))
+        head = (b.encoder, b.task, b.dataset, b.attack, str(b.eps_str), b.metric, int(b.n_samples), float(b.value))
+        if c is None:
+            other = elsewhere.get(tuple(getattr(b, k) for k in CELL_KEY))
+            why = f"not comparable: the results have it only with {', '.join(other)}" if other else \
+                "missing from the current results"
+            results.append(CellResult(*head, math.nan, tol, False, why))
+            continue
+        if float(b.eps) > 0 and _differences(b, c, PROTOCOL_COLUMNS):
+            ok, reason = False, "protocol changed: " + "; ".join(_differences(b, c, PROTOCOL_COLUMNS))
+        elif is_sanity:
+            ok = not (b.value >= 0.5 and c.value < 0.5)
+            reason = "" if ok else f"sanity check {b.metric[len(SANITY_PREFIX):]} passed in the baseline, now fails"
+        else:
+            ok, reason = _judge(b, c, tol)
+        results.append(CellResult(*head, float(c.value), tol, ok, reason))
+    return results
+
+
+def _requests(baseline: pd.DataFrame, out: Path, allow_training: bool, device: str, progress: bool):
+    """The runs that recompute the baseline's cells: one per (suite, encoder, sample set, precision, attack)."""
+    from bench.eps import parse_eps
+    from bench.runner import RunRequest
+
+    reqs = []
+    for (suite, enc, seed, n, precision), group in baseline.groupby(
+            ["suite", "encoder", "seed", "n_samples", "precision"], sort=False):
+        attacked = group[group["eps"] > 0]
+        attacks = list(dict.fromkeys(attacked["attack"])) or ["none"]
+        for attack in attacks:
+            eps = sorted({parse_eps(e) for e in attacked.loc[attacked["attack"] == attack, "eps_str"]})
+            reqs.append(RunRequest(suite=suite, encoders=(enc,), attack=attack, eps=tuple(eps),
+                                   tasks=tuple(dict.fromkeys(group["task"])),
+                                   datasets=tuple(dict.fromkeys(group["dataset"])), n_samples=int(n), seed=int(seed),
+                                   out=out, device=device, force=True, allow_training=allow_training,
+                                   progress=progress, precision=precision))
+    return reqs
+
+
+def rerun(baseline: pd.DataFrame, out: Path, *, allow_training: bool = False, device: str = "cpu",
+          progress: bool = False) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Recompute every baseline cell into ``out`` (forced: a cached cell from older code would prove nothing).
+    Returns the rows and, per encoder that could not run (untrained, training not allowed), the reason."""
+    from bench.runner import run
+
+    frames, skipped = [], {}
+    for req in _requests(baseline, out, allow_training, device, progress):
+        if req.encoders[0] in skipped:
+            continue
+        try:
+            frames.append(run(req))
+        except NeedsTraining as exc:
+            skipped[req.encoders[0]] = str(exc)
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ROW_COLUMNS)), skipped
+
+
+def with_checkpoints(rows: pd.DataFrame, store_root: Path) -> pd.DataFrame:
+    """``rows`` with an ``encoder_sha256`` column: each encoder's checkpoint hash from its run cards ("" when the
+    cards do not say or disagree). Derived runs (cross-cell sanity checks) have no checkpoint of their own."""
+    from bench.report.sanity import read_card
+
+    shas: dict[str, set] = {}
+    for enc, run_id in rows[["encoder", "run_id"]].drop_duplicates().itertuples(index=False):
+        sha = read_card(store_root, run_id).get("config", {}).get("encoder_sha256")
+        if sha:
+            shas.setdefault(enc, set()).add(sha)
+    out = rows.copy()
+    out["encoder_sha256"] = [next(iter(shas[e])) if len(shas.get(e, ())) == 1 else "" for e in out["encoder"]]
+    return out
+
+
+def checkpoint_notes(baseline: pd.DataFrame, current: pd.DataFrame) -> list[str]:
+    """A changed checkpoint is not itself a regression (a trained encoder need not be bit-identical on another
+    machine), but it explains moved numbers and says the baseline may be stale."""
+    if "encoder_sha256" not in baseline.columns or "encoder_sha256" not in current.columns:
+        return []
+    before = baseline.groupby("encoder")["encoder_sha256"].first().to_dict()
+    now = current.groupby("encoder")["encoder_sha256"].first().to_dict()
+    return [f"note: {enc}'s checkpoint differs from the baseline's ({str(before[enc])[:12]} → {str(sha)[:12]}); "
+            "refresh the baseline if that change is intended" for enc, sha in now.items()
+            if enc in before and isinstance(before[enc], str) and before[enc] and sha and sha != before[enc]]
+
+
+def merge_baseline(baseline: pd.DataFrame | None, new_rows: pd.DataFrame) -> pd.DataFrame:
+    """The baseline with ``new_rows``' cells replacing the same cells (other cells kept)."""
+    new_rows = latest_per_sample_set(new_rows)
+    if baseline is None or baseline.empty:
+        merged = new_rows
+    else:
+        keys = set(map(tuple, new_rows[CHECK_KEY].astype(str).to_numpy()))
+        keep = [tuple(r) not in keys for r in baseline[CHECK_KEY].astype(str).to_numpy()]
+        merged = pd.concat([baseline[keep], new_rows], ignore_index=True)
+    columns = ROW_COLUMNS + [c for c in ("encoder_sha256", "tolerance") if c in merged.columns]
+    return merged[columns].sort_values(["suite", "encoder", "task", "dataset", "eps", "attack", "metric"])

@@ -1,0 +1,308 @@
+"""The zero-shot datasets of the FARE protocol (13 + ImageNet), from the CLIP_benchmark webdatasets on the hub, a
+local copy of them, an ImageNet-style folder or torchvision — and a deterministic, seeded 1,000-sample selection.
+
+Where the data come from decides the class names and prompts, exactly as CLIP_benchmark does in the protocol:
+a webdataset carries its own ``classnames.txt`` and ``zeroshot_classification_templates.txt``; every other source
+takes them from the ``clip-benchmark`` package's data (OpenAI's class names and prompt ensembles), with ImageNet's
+80 prompts where a dataset has none of its own.
+
+Images are kept as uint8 (N, 3, H, W). CIFAR and STL stay at their native 32 / 96 px (the encoder resizes inside its
+forward, so the attack acts on the native pixels); all others go through the protocol's preprocessing without the
+normalisation: resize the short side to 224 px (bicubic) and centre-crop 224 px, as CLIP_benchmark's transform does.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from bench.config import safe_component
+from bench.errors import BenchError
+from bench.paper.hub import hub_snapshot
+
+IMAGE_SIZE = 224
+IMAGE_EXTENSIONS = ("webp", "png", "jpg", "jpeg")
+HUB_ORG = "clip-benchmark"
+
+
+@dataclass(frozen=True)
+class ZeroShotSpec:
+    name: str
+    wds: str  # the CLIP_benchmark webdataset: hf-hub:clip-benchmark/wds_<wds>
+    benchmark_key: str  # its key in clip-benchmark's classnames / templates data
+    native: bool = False  # attacked at native resolution
+    folder: str | None = None  # ImageNet-style <wnid>/<image> folder under --data-root
+    torchvision: str | None = None  # torchvision dataset class reading a local copy under --data-root
+    n_classes: int | None = None  # checked for folder sources, where a partial copy would shrink the task
+
+    @property
+    def repo(self) -> str:
+        return f"{HUB_ORG}/wds_{self.wds}"
+
+
+# FARE's table order (CLIP_benchmark/benchmark/datasets.txt of RobustVLM, plus ImageNet)
+DATASETS: dict[str, ZeroShotSpec] = {s.name: s for s in (
+    ZeroShotSpec("cifar10", "vtab-cifar10", "cifar10", native=True, torchvision="CIFAR10"),
+    ZeroShotSpec("cifar100", "vtab-cifar100", "cifar100", native=True, torchvision="CIFAR100"),
+    ZeroShotSpec("stl10", "stl10", "stl10", native=True, torchvision="STL10"),
+    ZeroShotSpec("cars", "cars", "cars"),
+    ZeroShotSpec("caltech101", "vtab-caltech101", "caltech101"),
+    ZeroShotSpec("pets", "vtab-pets", "pets"),
+    ZeroShotSpec("flowers", "vtab-flowers", "flowers"),
+    ZeroShotSpec("dtd", "vtab-dtd", "dtd"),
+    ZeroShotSpec("eurosat", "vtab-eurosat", "eurosat"),
+    ZeroShotSpec("fgvc_aircraft", "fgvc_aircraft", "fgvc_aircraft"),
+    ZeroShotSpec("pcam", "vtab-pcam", "pcam"),
+    ZeroShotSpec("imagenet-r", "imagenet-r", "imagenet-r", folder="imagenet-r", n_classes=200),
+    ZeroShotSpec("imagenet-sketch", "imagenet_sketch", "imagenet_sketch", folder="imagenet-sketch"),
+    ZeroShotSpec("imagenet", "imagenet1k", "imagenet1k", folder="imagenet/val"),
+)}
+THIRTEEN = tuple(d for d in DATASETS if d != "imagenet")  # the protocol's 13-dataset mean
+
+
+@lru_cache(maxsize=2)
+def benchmark_data(kind: str) -> dict:
+    """clip-benchmark's packaged English class names ("classnames") or prompt templates ("templates")."""
+    name = {"classnames": "en_classnames.json", "templates": "en_zeroshot_classification_templates.json"}[kind]
+    try:
+        return json.loads((resources.files("clip_benchmark.datasets") / name).read_text())
+    except ModuleNotFoundError as exc:
+        raise BenchError("the paper suite takes class names and prompts from the clip-benchmark package: "
+                         "pip install clip-benchmark") from exc
+
+
+def templates_for(key: str) -> list[str]:
+    data = benchmark_data("templates")
+    return list(data.get(key) or data["imagenet1k"])
+
+
+@lru_cache(maxsize=1)
+def imagenet_wnids() -> list[str]:
+    from clip_benchmark.datasets.builder import all_imagenet_wordnet_ids  # slow import; folders only
+
+    return list(all_imagenet_wordnet_ids)
+
+
+def prompts(classnames: list[str], templates: list[str]) -> list[list[str]]:
+    return [[t.format(c=name) for t in templates] for name in classnames]
+
+
+# ---------------------------------------------------------------- sources: a catalogue of (id, label), then pixels
+
+
+class WebDatasetSource:
+    """``<dir>/test/{nshards.txt, 0.tar, …}`` plus ``classnames.txt`` and ``zeroshot_classification_templates.txt``:
+    the layout of the CLIP_benchmark hub repositories (and of a local ``hf download`` of one)."""
+
+    def __init__(self, root: Path, spec: ZeroShotSpec, origin: str):
+        self.root, self.spec, self.origin = root, spec, origin
+        try:
+            n = int((root / "test" / "nshards.txt").read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"dataset {spec.name}: {root}/test/nshards.txt is missing or unreadable") from exc
+        self.shards = [root / "test" / f"{i}.tar" for i in range(n)]
+        missing = [s.name for s in self.shards if not s.is_file()]
+        if missing:
+            raise BenchError(f"dataset {spec.name}: {root}/test lacks shard(s) {', '.join(missing[:3])} of {n}; "
+                             "the download is incomplete")
+        self.members: list[tuple[int, str]] = []  # per sample: (shard, image member)
+        keys, labels = [], []
+        for si, shard in enumerate(self.shards):
+            for key, image, label in _scan_shard(shard, spec.name):
+                keys.append(key)
+                labels.append(label)
+                self.members.append((si, image))
+        if len(set(keys)) != len(keys):  # keys repeat across shards: qualify them by shard
+            keys = [f"{si}-{k}" for (si, _), k in zip(self.members, keys)]
+        self.ids = unique_ids(keys)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        names = root / "classnames.txt"
+        package = benchmark_data("classnames").get(spec.benchmark_key)
+        self.classnames = (_lines(names) if names.is_file() else package) or []
+        tfile = root / "zeroshot_classification_templates.txt"
+        self.templates = _lines(tfile) if tfile.is_file() else templates_for(spec.benchmark_key)
+
+    def images(self, positions: np.ndarray) -> np.ndarray:
+        by_shard: dict[int, list[int]] = {}
+        for p in positions.tolist():
+            by_shard.setdefault(self.members[p][0], []).append(p)
+        out: dict[int, np.ndarray] = {}
+        for si, ps in by_shard.items():
+            with tarfile.open(self.shards[si]) as tar:
+                for p in ps:
+                    fh = tar.extractfile(self.members[p][1])
+                    out[p] = _pixels(fh.read(), self.spec)
+        return _stack([out[p] for p in positions.tolist()], self.spec)
+
+
+def _scan_shard(path: Path, dataset: str):
+    """(key, image member, label) of each sample of one shard, in file order; webdataset's key rule: the member
+    path up to the first dot of its base name."""
+    samples: dict[str, dict] = {}
+    try:
+        with tarfile.open(path) as tar:
+            for m in tar:
+                if not m.isfile():
+                    continue
+                head, _, base = m.name.rpartition("/")
+                stem, _, ext = base.partition(".")
+                key = f"{head}/{stem}" if head else stem
+                entry = samples.setdefault(key, {})
+                if ext.lower() in IMAGE_EXTENSIONS:
+                    entry["image"] = m.name
+                elif ext == "cls":
+                    entry["label"] = int(tar.extractfile(m).read().decode().strip())
+    except (tarfile.TarError, OSError, ValueError) as exc:
+        raise BenchError(f"dataset {dataset}: cannot read shard {path}: {exc}") from exc
+    for key, entry in samples.items():
+        if "image" in entry and "label" in entry:
+            yield key, entry["image"], entry["label"]
+
+
+def unique_ids(keys: list[str]) -> list[str]:
+    """Sample ids safe as file-name parts (the store names batch files after them), unique, else positional."""
+    ids = [safe_component(k) for k in keys]
+    return ids if len(set(ids)) == len(ids) else [f"n{i:07d}" for i in range(len(keys))]
+
+
+def _lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+class FolderSource:
+    """``<root>/<wnid>/<image>``: ImageNet val (sorted into class folders), ImageNet-R, ImageNet-Sketch. The label
+    space is ImageNet's 1,000 classes in their standard (sorted WordNet id) order, or for ImageNet-R its 200."""
+
+    def __init__(self, root: Path, spec: ZeroShotSpec):
+        self.root, self.spec, self.origin = root, spec, f"folder {root}"
+        dirs = sorted(p.name for p in root.iterdir() if p.is_dir())
+        wnids = imagenet_wnids()
+        unknown = sorted(set(dirs) - set(wnids))
+        if unknown:
+            raise BenchError(f"dataset {spec.name}: {root} has folders that are not ImageNet classes "
+                             f"(e.g. {unknown[0]}); expected one folder per WordNet id")
+        space = dirs if spec.n_classes else wnids
+        if spec.n_classes and len(space) != spec.n_classes:
+            raise BenchError(f"dataset {spec.name}: {root} has {len(space)} class folders, expected "
+                             f"{spec.n_classes}; the copy is incomplete")
+        names = benchmark_data("classnames")["imagenet1k"]
+        self.classnames = [names[wnids.index(w)] for w in space]
+        self.templates = templates_for(spec.benchmark_key)
+        label_of = {w: i for i, w in enumerate(space)}
+        self.files = sorted(p for d in dirs for p in (root / d).iterdir()
+                            if p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
+        if not self.files:
+            raise BenchError(f"dataset {spec.name}: no images in {root}/<wnid>/")
+        self.labels = np.asarray([label_of[p.parent.name] for p in self.files], dtype=np.int64)
+        self.ids = unique_ids([f"{p.parent.name}_{p.stem}" for p in self.files])
+
+    def images(self, positions: np.ndarray) -> np.ndarray:
+        return _stack([_pixels(self.files[p].read_bytes(), self.spec) for p in positions.tolist()], self.spec)
+
+
+class TorchvisionSource:
+    """A local torchvision copy (``CIFAR10``, ``CIFAR100``, ``STL10``) under --data-root; test split."""
+
+    def __init__(self, root: Path, spec: ZeroShotSpec, dataset):
+        self.spec, self.origin = spec, f"torchvision {spec.torchvision} at {root}"
+        data = np.asarray(dataset.data)
+        self.array = data if data.shape[1] == 3 else data.transpose(0, 3, 1, 2)  # CIFAR stores HWC, STL CHW
+        self.labels = np.asarray(dataset.targets if hasattr(dataset, "targets") else dataset.labels, dtype=np.int64)
+        self.classnames = benchmark_data("classnames").get(spec.benchmark_key) or list(dataset.classes)
+        self.templates = templates_for(spec.benchmark_key)
+        self.ids = [f"test{i:05d}" for i in range(len(self.labels))]
+
+    def images(self, positions: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.array[positions])
+
+
+def open_torchvision(root: Path, spec: ZeroShotSpec):
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, spec.torchvision)
+    kwargs = {"split": "test"} if spec.torchvision == "STL10" else {"train": False}
+    try:
+        return cls(str(root), download=False, **kwargs)
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+        return None
+
+
+def _pixels(blob: bytes, spec: ZeroShotSpec) -> np.ndarray:
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(blob)).convert("RGB")
+    if not spec.native:
+        from torchvision.transforms import CenterCrop, InterpolationMode, Resize
+
+        img = CenterCrop(IMAGE_SIZE)(Resize(IMAGE_SIZE, interpolation=InterpolationMode.BICUBIC)(img))
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _stack(images: list[np.ndarray], spec: ZeroShotSpec) -> np.ndarray:
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise BenchError(f"dataset {spec.name}: native-resolution images differ in size ({sorted(shapes)[:2]})")
+    return np.stack(images) if images else np.zeros((0, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- resolution and selection
+
+
+def find_source(spec: ZeroShotSpec, data_root: Path | None):
+    """The first place that has the dataset: --data-root (webdataset copy, folder, torchvision), then the hub."""
+    looked = []
+    if data_root is not None:
+        wds = data_root / f"wds_{spec.wds}"
+        if (wds / "test" / "nshards.txt").is_file():
+            return WebDatasetSource(wds, spec, f"webdataset {wds}")
+        looked.append(str(wds / "test" / "nshards.txt"))
+        if spec.folder:
+            folder = data_root / spec.folder
+            if folder.is_dir():
+                return FolderSource(folder, spec)
+            looked.append(f"{folder}/<wnid>/")
+        if spec.torchvision:
+            dataset = open_torchvision(data_root, spec)
+            if dataset is not None:
+                return TorchvisionSource(data_root, spec, dataset)
+            looked.append(f"a torchvision {spec.torchvision} copy in {data_root}")
+    try:
+        root = hub_snapshot(spec.repo, ["test/*", "*.txt"], what=f"dataset {spec.name}")
+    except BenchError as exc:
+        where = f"not under --data-root ({' or '.join(looked)}), and " if looked else ""
+        raise BenchError(f"{where}{exc}; or give --data-root DIR holding wds_{spec.wds}/") from exc
+    if not (root / "test" / "nshards.txt").is_file():
+        raise BenchError(f"dataset {spec.name}: the cached hf-hub:{spec.repo} has no test split; fetch it with "
+                         f"`hf download {spec.repo} --repo-type dataset`")
+    return WebDatasetSource(root, spec, f"hf-hub:{spec.repo}")
+
+
+def select(n_total: int, n_samples: int, seed: int) -> np.ndarray:
+    """``n_samples`` distinct positions out of ``n_total``, sorted; a pure function of (n_total, n_samples, seed)."""
+    if not 0 < n_samples <= n_total:
+        raise BenchError(f"--n-samples must be between 1 and the {n_total} test samples, got {n_samples}")
+    rng = np.random.default_rng([seed, 7])
+    return np.sort(rng.choice(n_total, size=n_samples, replace=False))
+
+
+def load_classification(dataset: str, n_samples: int, seed: int, data_root: Path | None = None):
+    from tasks.zeroshot import ClassificationData
+
+    if dataset not in DATASETS:
+        raise BenchError(f"unknown paper zero-shot dataset {dataset!r} (known: {', '.join(DATASETS)})")
+    spec = DATASETS[dataset]
+    source = find_source(spec, data_root)
+    positions = select(len(source.labels), n_samples, seed)
+    labels = source.labels[positions]
+    if len(source.classnames) <= int(source.labels.max(initial=-1)):
+        raise BenchError(f"dataset {dataset} ({source.origin}): labels go up to {int(source.labels.max())} but there "
+                         f"are only {len(source.classnames)} class names")
+    return ClassificationData(dataset, positions, [source.ids[p] for p in positions], source.images(positions),
+                              labels, list(source.classnames), prompts(source.classnames, source.templates))

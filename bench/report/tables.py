@@ -1,0 +1,222 @@
+"""The paper-style table: rows = encoders, columns = task/dataset × ε (clean first), per-task averages over
+datasets, the best value per column, confidence intervals on request, failed sanity checks marked."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.report.bootstrap import bootstrap_interval, read_records
+from bench.report.metrics import SANITY_PREFIX, headline_rows, per_sample_values, style
+from bench.report.sanity import Flag, failed_flags
+from bench.report.select import (
+    Filters,
+    apply_filters,
+    check_single_protocol,
+    encoder_order,
+    eps_label,
+    latest,
+    mixed_sample_sets,
+    single_suite,
+)
+
+AVERAGE = "average"
+CI_METHODS = ("wilson", "bootstrap")
+
+
+@dataclass(frozen=True)
+class Column:
+    task: str
+    dataset: str  # AVERAGE for the mean over the task's datasets
+    eps_str: str  # "0" for clean
+    eps: float
+    metric: str
+
+    @property
+    def eps_label(self) -> str:
+        return eps_label(self.eps_str)
+
+
+@dataclass
+class ReportTable:
+    suite: str
+    encoders: list[str]
+    columns: list[Column]
+    values: dict[tuple[str, Column], float]  # stored units
+    intervals: dict[tuple[str, Column], tuple[float, float]] = field(default_factory=dict)
+    flags: dict[tuple[str, Column], list[str]] = field(default_factory=dict)
+    flag_list: list[Flag] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    ci: str | None = None
+    rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # the headline rows behind the cells
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(dict.fromkeys(c.task for c in self.columns))
+
+    def dataset_label(self, col: Column) -> str:
+        """Datasets are named alone unless two tasks share a dataset name or the table has several tasks' averages."""
+        several = len(self.tasks) > 1
+        if col.dataset == AVERAGE:
+            return f"{col.task} {AVERAGE}" if several else AVERAGE
+        clash = len({c.task for c in self.columns if c.dataset == col.dataset}) > 1
+        return f"{col.task}/{col.dataset}" if clash else col.dataset
+
+    def display(self, enc: str, col: Column) -> float:
+        """The value as printed (×100 for proportions and CIDEr), rounded to the printed digits; NaN if missing."""
+        v = self.values.get((enc, col), math.nan)
+        s = style(col.metric)
+        return round(v * s.scale, s.digits) if not math.isnan(v) else math.nan
+
+    def best(self, col: Column) -> set[str]:
+        """Encoders with the best printed value in a column (ties all marked); none with fewer than two values."""
+        shown = {e: self.display(e, col) for e in self.encoders}
+        shown = {e: v for e, v in shown.items() if not math.isnan(v)}
+        if len(shown) < 2:
+            return set()
+        pick = max if style(col.metric).higher_is_better else min
+        target = pick(shown.values())
+        return {e for e, v in shown.items() if v == target}
+
+    def interval(self, enc: str, col: Column) -> tuple[float, float] | None:
+        lo_hi = self.intervals.get((enc, col))
+        if lo_hi is None or any(math.isnan(x) for x in lo_hi):
+            return None
+        s = style(col.metric)
+        return (round(lo_hi[0] * s.scale, s.digits), round(lo_hi[1] * s.scale, s.digits))
+
+    def frame(self, with_ci: bool = False) -> pd.DataFrame:
+        """Printed values as a DataFrame: index = encoder, columns = (dataset label, ε label[, ci_low/ci_high])."""
+        data: dict[tuple[str, str], list[float]] = {}
+        for col in self.columns:
+            key = (self.dataset_label(col), col.eps_label)
+            data[key] = [self.display(e, col) for e in self.encoders]
+            if with_ci:
+                cis = [self.interval(e, col) or (math.nan, math.nan) for e in self.encoders]
+                data[(key[0], f"{key[1]} ci_low")] = [c[0] for c in cis]
+                data[(key[0], f"{key[1]} ci_high")] = [c[1] for c in cis]
+        out = pd.DataFrame(data, index=pd.Index(self.encoders, name="encoder"))
+        out.columns = pd.MultiIndex.from_tuples(out.columns)
+        return out
+
+
+def _task_layout(suite: str, head: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """Tasks and their datasets in the suite's order when the suite is known, else in order of appearance."""
+    from bench.suites import get_suite
+
+    try:
+        known = get_suite(suite).tasks
+    except BenchError:
+        known = {}
+    tasks = list(dict.fromkeys([t for t in known if t in set(head["task"])] + list(head["task"])))
+    layout = []
+    for task in tasks:
+        present = list(dict.fromkeys(head.loc[head["task"] == task, "dataset"]))
+        order = [d for d in known.get(task, ()) if d in present]
+        layout.append((task, order + [d for d in present if d not in order]))
+    return layout
+
+
+def _columns(head: pd.DataFrame, layout) -> list[Column]:
+    cols = []
+    for task, datasets in layout:
+        sub = head[head["task"] == task]
+        metric = sub["metric"].iloc[0]
+        budgets = sub[["eps_str", "eps"]].drop_duplicates("eps_str").sort_values("eps")
+        for dataset in [*datasets, AVERAGE] if len(datasets) > 1 else datasets:
+            for b in budgets.itertuples():
+                cols.append(Column(task, dataset, str(b.eps_str), float(b.eps), metric))
+    return cols
+
+
+def _intervals(head: pd.DataFrame, ci: str | None, store_root: Path | None, notes: list[str]) -> dict:
+    """(encoder, task, dataset, eps_str) → (low, high) in stored units."""
+    out = {}
+    if ci is None:
+        return out
+    fallback = set()
+    for r in head.itertuples():
+        key = (r.encoder, r.task, r.dataset, str(r.eps_str))
+        if ci == "bootstrap" and store_root is not None:
+            values = per_sample_values(r.metric, read_records(store_root, r.run_id), attacked=r.eps > 0)
+            if values is not None and len(values) and abs(values.mean() - r.value) <= 1e-6 * max(1.0, abs(r.value)):
+                out[key] = bootstrap_interval(values)
+                continue
+            fallback.add(f"{r.task}/{r.dataset}")
+        out[key] = (float(r.ci_low), float(r.ci_high))
+    if ci == "bootstrap":
+        notes.append("95 % intervals: percentile bootstrap over per-sample records (2,000 resamples; it collapses to "
+                     "a point at 0 % and 100 %, where --ci wilson does not)"
+                     + (f"; stored (Wilson) intervals where per-sample values were unavailable: "
+                        f"{', '.join(sorted(fallback))}" if fallback else ""))
+    else:
+        notes.append("95 % intervals: Wilson score intervals from the stored rows")
+    return out
+
+
+def _notes(head: pd.DataFrame, layout) -> list[str]:
+    notes = []
+    for task, _ in layout:
+        sub = head[head["task"] == task]
+        metric = sub["metric"].iloc[0]
+        attacked = sub[sub["eps"] > 0]
+        protocols = "; ".join(f"{r.attack}: {r.protocol}, {r.precision}"
+                              for r in attacked.drop_duplicates(["attack", "protocol", "precision"]).itertuples())
+        ns = ", ".join(str(int(n)) for n in sorted(sub["n_samples"].unique()))
+        seeds = ", ".join(str(int(s)) for s in sorted(sub["seed"].unique()))
+        notes.append(f"{task}: {style(metric).label}; {protocols or 'clean only'}; n = {ns} per dataset; "
+                     f"seed {seeds}")
+    return notes
+
+
+def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | None = None,
+                store_root: Path | None = None) -> ReportTable:
+    """The report table from tidy rows (all rows of a store, or those a run returned)."""
+    if ci is not None and ci not in CI_METHODS:
+        raise BenchError(f"unknown interval method {ci!r} (choose {' or '.join(CI_METHODS)})")
+    filters = filters or Filters()
+    rows = apply_filters(rows, filters)
+    if rows.empty:
+        raise BenchError("no results to report; run `bench run` first (or check --out and the filters)")
+    suite = single_suite(rows)
+    rows = latest(rows)
+    head = headline_rows(rows[~rows["metric"].astype(str).str.startswith(SANITY_PREFIX)], filters.metric_overrides)
+    if head.empty:
+        raise BenchError("no headline-metric results to report (check the filters and --metric)")
+    check_single_protocol(head)
+    layout = _task_layout(suite, head)
+    columns = _columns(head, layout)
+    encoders = encoder_order(head["encoder"])
+    notes = _notes(head, layout) + mixed_sample_sets(head)
+    cell_values = {(r.encoder, r.task, r.dataset, str(r.eps_str)): float(r.value) for r in head.itertuples()}
+    cell_ci = _intervals(head, ci, store_root, notes)
+    flag_list = failed_flags(rows, store_root)
+    cell_flags: dict[tuple, list[str]] = {}
+    for f in flag_list:
+        cell_flags.setdefault(f.cell, []).append(f.check)
+
+    tab = ReportTable(suite, encoders, [], {}, ci=ci, notes=notes, flag_list=flag_list, rows=head)
+    datasets_of = dict(layout)
+    for col in columns:
+        for enc in encoders:
+            if col.dataset == AVERAGE:
+                parts = [(enc, col.task, d, col.eps_str) for d in datasets_of[col.task]]
+                if all(p in cell_values for p in parts):  # an average over fewer datasets would mislead
+                    tab.values[(enc, col)] = float(np.mean([cell_values[p] for p in parts]))
+                checks = sorted({c for p in parts for c in cell_flags.get(p, [])})
+            else:
+                key = (enc, col.task, col.dataset, col.eps_str)
+                if key in cell_values:
+                    tab.values[(enc, col)] = cell_values[key]
+                if key in cell_ci:
+                    tab.intervals[(enc, col)] = cell_ci[key]
+                checks = cell_flags.get(key, [])
+            if checks:
+                tab.flags[(enc, col)] = list(checks)
+    tab.columns = [c for c in columns if any((e, c) in tab.values for e in encoders)]
+    return tab

@@ -1,0 +1,60 @@
+"""`bench check` against the committed baseline on the real micro suite.
+
+The baseline holds the CI cells and, for this test, a quick cell: clip on `colour` at ε = 4/255 with 40 samples, where
+APGD-CE has to work (≈ 7 % robust with 100 iterations, ≈ 30 % with 2). Re-run with the committed code it must pass;
+with the attack cut to 2 iterations (a silent iteration cut that keeps the protocol's label) it must fail and name
+the cell. The report is then drawn from the re-run's real rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.check import read_baseline
+from bench.cli import main
+
+BASELINE = Path(__file__).resolve().parents[1] / "results" / "baselines" / "micro.csv"
+QUICK = ["--dataset", "colour", "--n-samples", "40"]
+
+
+def weaken_apgd(monkeypatch, iterations: int) -> None:
+    """Cut every APGD run of the protocol engine to ``iterations`` without touching the protocol's description."""
+    import attacks.protocols as protocols
+
+    real = protocols.apgd
+
+    def weakened(*args, **kwargs):
+        return real(*args, **{**kwargs, "n_iter": min(kwargs["n_iter"], iterations)})
+
+    monkeypatch.setattr(protocols, "apgd", weakened)
+
+
+def test_committed_baseline_measures_the_committed_micro_clip():
+    """A new micro CLIP must come with a refreshed baseline (README: Regression check)."""
+    from bench.micro.encoders import micro_card
+
+    rows = read_baseline(BASELINE)
+    clip = rows[rows["encoder"] == "clip"]
+    assert set(clip["encoder_sha256"]) == {micro_card()["sha256"]}
+    quick = clip[(clip["dataset"] == "colour") & (clip["n_samples"] == 40) & (clip["metric"] == "accuracy")]
+    assert set(quick["eps_str"]) == {"0", "4/255"}
+
+
+@pytest.mark.slow
+def test_check_passes_on_committed_state_and_fails_on_weakened_attack(tmp_path, monkeypatch, capsys):
+    check = ["check", "--baseline", str(BASELINE), *QUICK, "--no-progress"]
+    assert main([*check, "--out", str(tmp_path / "ok")]) == 0, capsys.readouterr().out
+    assert "within tolerance" in capsys.readouterr().out
+
+    weaken_apgd(monkeypatch, 2)
+    assert main([*check, "--out", str(tmp_path / "weak")]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSED clip zeroshot/colour apgd ε=4/255 accuracy (n=40): robust accuracy rose" in out
+    assert "attack got weaker" in out and "clean accuracy" not in out.split("REGRESSED", 1)[1]
+
+    assert main(["report", "--out", str(tmp_path / "ok"), "--html", "--ci", "bootstrap"]) == 0
+    report = tmp_path / "ok" / "report"
+    assert (report / "report.html").stat().st_size > 0 and (report / "tradeoff.svg").is_file()
+    assert "| clip |" in (report / "table.md").read_text()

@@ -1,0 +1,173 @@
+"""Adversarial fine-tuning: objectives, resume equivalence, checkpoints and cards, collapse monitor, on-demand
+cache. All on the committed micro CLIP with a handful of images and steps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.checkpoints import load_tensors, sha256_file
+from bench.errors import BenchError, NeedsTraining
+from bench.train.config import TrainConfig
+from bench.train.data import MicroTrainData, batch_indices
+from bench.train.health import CollapseMonitor, embedding_spread
+from bench.train.objectives import Batch, make_objective
+
+
+def tiny_config(method: str = "fare", **kw) -> TrainConfig:
+    base = dict(method=method, eps_levels=4, suite="micro", steps=4, batch_size=8, lr=1e-4, weight_decay=1e-4,
+                warmup_steps=1, inner_steps=2, n_train=64, checkpoint_every=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def micro_clip():
+    from bench.micro.encoders import load_micro_clip
+
+    return load_micro_clip()
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return MicroTrainData(64)
+
+
+def test_batch_indices_cover_each_epoch_once():
+    seen = [batch_indices(step, 0, 1, 8, 24, seed=0) for step in range(3)]
+    assert sorted(torch.tensor(list(map(list, seen))).flatten().tolist()) == list(range(24))
+    # accumulation splits the same global batch into micro-batches
+    whole = batch_indices(5, 0, 1, 8, 24, seed=0)
+    halves = [batch_indices(5, m, 2, 8, 24, seed=0) for m in range(2)]
+    assert whole.tolist() == halves[0].tolist() + halves[1].tolist()
+
+
+def test_objectives_match_their_definitions():
+    torch.manual_seed(0)
+    target = torch.randn(4, 6)
+    adv = torch.randn(4, 6, requires_grad=True)
+    idx = torch.arange(4)
+
+    def enc(x):
+        return x
+
+    batch = Batch(x=torch.randn(4, 6), target=target)
+    fare = make_objective("fare")
+    assert torch.allclose(fare.inner_loss(adv, batch, idx), ((adv - target) ** 2).sum(1))
+    assert torch.allclose(fare.outer_loss(enc, adv, batch)[0], ((adv - target) ** 2).sum(1).mean())
+    ref = make_objective("simclip-ref")
+    assert torch.allclose(ref.outer_loss(enc, adv, batch)[0],
+                          (0.5 * (1 - F.cosine_similarity(adv, target, dim=-1))).mean())
+    assert torch.allclose(ref.inner_loss(adv, batch, idx), ((adv - target) ** 2).sum(1))
+
+    # Sim-CLIP paper: symmetric negative cosine with stop-gradient; the gradient w.r.t. each view comes only from
+    # the term where that view is not detached
+    clean = torch.randn(4, 6, requires_grad=True)
+    paper = make_objective("simclip")
+    loss, _ = paper.outer_loss(lambda z: z, adv, Batch(x=clean))
+    loss.backward()
+    expected_adv = torch.autograd.grad((-0.5 * F.cosine_similarity(adv, clean.detach(), dim=-1)).mean(), adv)[0]
+    assert torch.allclose(adv.grad, expected_adv, atol=1e-6)
+    assert torch.allclose(paper.inner_loss(adv.detach(), Batch(x=clean, clean=clean.detach()), idx),
+                          1 - F.cosine_similarity(adv.detach(), clean.detach(), dim=-1))
+    l2 = make_objective("simclip", "l2")
+    assert torch.allclose(l2.inner_loss(adv.detach(), Batch(x=clean, clean=clean.detach()), idx),
+                          ((adv.detach() - clean.detach()) ** 2).sum(1))
+
+    classes = F.normalize(torch.randn(3, 6), dim=-1)
+    labels = torch.tensor([0, 1, 2, 1])
+    tecoa = make_objective("tecoa")
+    tb = Batch(x=adv, labels=labels, class_embeddings=classes)
+    logits = 100 * F.normalize(adv, dim=-1) @ classes.T
+    assert torch.allclose(tecoa.outer_loss(enc, adv, tb)[0], F.cross_entropy(logits, labels))
+
+
+def test_config_hash_ignores_operational_fields():
+    a = tiny_config()
+    assert a.hash == tiny_config(checkpoint_every=99).hash
+    assert a.hash != tiny_config(lr=2e-4).hash
+    with pytest.raises(BenchError, match="divisible"):
+        tiny_config(grad_accum=3).validate()
+    with pytest.raises(BenchError, match="only applies"):
+        tiny_config(inner_loss="l2").validate()
+
+
+def test_collapse_monitor():
+    mon = CollapseMonitor(reference_spread=0.08, patience=3)
+    assert not any(mon.update(s, 0.07, 0.9) for s in range(10))
+    flags = [mon.update(s, 0.01, 0.9) for s in range(10, 14)]
+    assert flags == [False, False, True, False] and mon.collapsed_at == 12
+    x = torch.randn(64, 32)
+    assert embedding_spread(x) > 10 * embedding_spread(x[:1].repeat(64, 1) + 1e-4 * x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["fare", "simclip", "simclip-ref", "tecoa"])
+def test_each_method_trains_and_writes_card(tmp_path, micro_clip, tiny_data, method):
+    from bench.train.loop import LOG_FIELDS, train
+
+    cfg = tiny_config(method, steps=2)
+    out = train(cfg, micro_clip, tiny_data, tmp_path, device=torch.device("cpu"), progress=False)
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert card["method"] == method and card["eps"] == "4/255" and card["config_hash"] == cfg.hash
+    assert card["sha256"] == sha256_file(tmp_path / "visual.safetensors")
+    for key in ("loss", "adv_loss", "cos_to_original", "spread"):
+        assert card["final_health"][key] is not None
+    log = (tmp_path / "train_log.csv").read_text().splitlines()
+    assert log[0].split(",") == LOG_FIELDS and len(log) == 3
+    weights = load_tensors(tmp_path / "visual.safetensors")
+    original = micro_clip.tower.visual.state_dict()
+    assert any(not torch.equal(weights[k], original[k]) for k in original), "training must change the tower"
+    assert all(torch.equal(v, micro_clip.model.state_dict()[k]) for k, v in micro_clip.model.state_dict().items()
+               if k.startswith("transformer")), "the text tower stays frozen"
+    assert out.card["sha256"] == card["sha256"]
+
+
+@pytest.mark.slow
+def test_resume_equals_uninterrupted(tmp_path, micro_clip, tiny_data):
+    from bench.train.loop import train
+
+    cfg = tiny_config("simclip-ref", steps=4, checkpoint_every=2)
+    train(cfg, micro_clip, tiny_data, tmp_path / "full", device=torch.device("cpu"), progress=False)
+
+    def interrupt_after_step_3(step, row):
+        if step == 3:
+            raise KeyboardInterrupt  # the step-2 checkpoint is the last one saved
+
+    half = tmp_path / "half"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, micro_clip, tiny_data, half, device=torch.device("cpu"), progress=False,
+              on_step=interrupt_after_step_3)
+    assert torch.load(half / "last.pt", weights_only=True)["step"] == 2
+    assert not (half / "visual.safetensors").exists()
+    train(cfg, micro_clip, tiny_data, half, device=torch.device("cpu"), resume=True, progress=False)
+    a = load_tensors(tmp_path / "full" / "visual.safetensors")
+    b = load_tensors(half / "visual.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    log_full = (tmp_path / "full" / "train_log.csv").read_text().splitlines()
+    log_half = (half / "train_log.csv").read_text().splitlines()
+    assert [r.split(",")[:6] for r in log_full] == [r.split(",")[:6] for r in log_half]
+
+
+def test_on_demand_cache(tmp_path, monkeypatch, micro_clip, tiny_data):
+    """A missing encoder is trained once, then found in the cache; --no-train turns a miss into a clear error."""
+    from bench.train import cache
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    cfg = tiny_config("fare", steps=1)
+    with pytest.raises(NeedsTraining, match="bench train --encoder fare4"):
+        cache.obtain(cfg, "fare4", micro_clip, lambda: tiny_data, torch.device("cpu"), allow_training=False)
+    enc = cache.obtain(cfg, "fare4", micro_clip, lambda: tiny_data, torch.device("cpu"), allow_training=True,
+                       progress=False)
+    directory = cache.encoder_dir(cfg)
+    assert directory.parent.parent == tmp_path and cfg.hash in directory.name
+    assert enc.meta.method == "fare" and enc.meta.checkpoint_sha256 == cache.read_card(directory)["sha256"]
+    stamp = (directory / "visual.safetensors").stat().st_mtime_ns
+    again = cache.obtain(cfg, "fare4", micro_clip, lambda: tiny_data, torch.device("cpu"), allow_training=False)
+    assert (directory / "visual.safetensors").stat().st_mtime_ns == stamp
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.equal(enc(x), again(x))
+    assert not torch.equal(enc(x), micro_clip(x))
