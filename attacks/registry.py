@@ -1,10 +1,14 @@
-"""The attack names users type (``--attack``): the evaluation protocol presets."""
+"""The attack names users type (``--attack``): the evaluation protocol presets, for classification and for the
+vision-language tasks (``attacks/vlm.py``; each of those tasks resolves a name to its own variant)."""
 
 from __future__ import annotations
 
 from attacks.protocols import PROTOCOLS, Protocol
+from attacks.vlm import PRESETS as VLM_PRESETS
 from bench.registry import Registry
 
 ATTACKS: Registry[Protocol] = Registry("attack")
 for _p in PROTOCOLS.values():
     ATTACKS.register(_p.name, _p, _p.description, aliases={"apgd": ("apgd-ce",), "none": ("clean",)}.get(_p.name, ()))
+for _name, (_vlm, _description) in VLM_PRESETS.items():
+    ATTACKS.register(_name, _vlm, _description)

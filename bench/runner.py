@@ -9,6 +9,7 @@ run resumable with at most one batch lost.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from bench.sharding import init as init_shards
 from bench.store import Store, git_sha, now_iso, versions
 from bench.suites import Suite, get_suite
 from tasks.base import EvalContext, Metric
-from tasks.registry import TASKS
+from tasks.registry import TASKS, protocol_for
 
 CLEAN = Eps(0.0, "0")
 
@@ -90,14 +91,22 @@ def _validate(req: RunRequest, suite: Suite) -> tuple[list[str], list[str], list
     known = {d for t in tasks for d in suite.tasks[t]}
     for d in req.datasets:
         if d not in known:
-            raise BenchError(f"unknown dataset {d!r} for task(s) {', '.join(tasks)} in the {suite.name} suite "
+            close = difflib.get_close_matches(d, sorted(known), n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise BenchError(f"unknown dataset {d!r}{hint} for task(s) {', '.join(tasks)} in the {suite.name} suite "
                              f"(known: {', '.join(sorted(known))})")
     protocol = ATTACKS.get(req.attack)
+    for t in tasks:  # a classification protocol on a vision-language task, or the other way round, is refused
+        protocol_for(TASKS.get(t), req.attack, req.backend)
     if protocol.stages and not req.eps:
         raise BenchError(f"--attack {protocol.name} needs at least one --eps (e.g. --eps 4/255)")
     check_backend(req.backend, protocol, dev.attack_precision(req.precision))
     if req.n_samples is not None and req.n_samples < 1:
         raise BenchError(f"--n-samples must be at least 1, got {req.n_samples}")
+    if req.batch_size is not None and req.batch_size < 1:
+        raise BenchError(f"--batch-size must be at least 1, got {req.batch_size}")
+    if req.seed < 0:  # the sample selection and every random start take unsigned seeds
+        raise BenchError(f"--seed must not be negative, got {req.seed}")
     return encoders, tasks, [d for d in req.datasets]
 
 
@@ -122,7 +131,6 @@ def run(req: RunRequest) -> pd.DataFrame:
     suite, encoder_names, pairs, budgets = plan(req)
     shards, device = init_shards(resolve_device(req.device))
     dev.check_precision(req.precision, device)
-    n_samples = req.n_samples or suite.n_samples
     store = Store(req.out)
     tasks = {t: TASKS.get(t)() for t, _ in pairs}
     data_cache: dict[tuple[str, str], object] = {}
@@ -138,20 +146,22 @@ def run(req: RunRequest) -> pd.DataFrame:
         for task_name, dataset in pairs:
             task = tasks[task_name]
             if (task_name, dataset) not in data_cache:
+                n_samples = req.n_samples or suite.samples_for(task_name)
                 data_cache[(task_name, dataset)] = shards.rank0_first(
-                    lambda task=task, dataset=dataset: task.load(suite, dataset, n_samples, req.seed))
+                    lambda task=task, dataset=dataset, n=n_samples: task.load(suite, dataset, n, req.seed))
             data = data_cache[(task_name, dataset)]
             for attack, eps in budgets:
                 cfg = CellConfig(suite.name, enc_name, encoder.meta.checkpoint_sha256, task_name, dataset, attack,
                                  eps.value, eps.label, len(task.sample_ids(data)), req.seed,
                                  backend=req.backend if attack != "none" else "native", precision=req.precision)
-                cells.append(Cell(cfg, task, data, encoder, ATTACKS.get(attack)))
+                cells.append(Cell(cfg, task, data, encoder, protocol_for(task, attack, cfg.backend)))
         if shards.main:
             _print_plan(store, cells, encoder, device, batch_size, req, shards.world)
         if req.plan_only:
             continue
         for cell in cells:
-            cell.rows = _compute_cell(store, cell, spec, device, batch_size, req, shards)
+            cell_batch = req.batch_size or suite.task_batch_size.get(cell.cfg.task, batch_size)
+            cell.rows = _compute_cell(store, cell, spec, device, cell_batch, req, shards)
             results.append(cell.rows)
     if not results:
         return pd.DataFrame()
@@ -233,6 +243,7 @@ def _compute_cell(store: Store, cell: Cell, spec, device, batch_size: int, req: 
                              "its directory may have been modified concurrently")
         metrics = cell.task.metrics(records, attacked=bool(cell.protocol.stages))
         metrics += _sanity_checks(cell, records, ctx, card)
+        _gallery(cell, records, ctx, req.out)
         rows = [_row(cell, spec, m, card) for m in metrics]
         finished = run.finish(rows, card)
         shards.barrier()
@@ -249,6 +260,13 @@ def _sanity_checks(cell: Cell, records: pd.DataFrame, ctx: EvalContext, card: di
     card.update(sanity=[c.as_dict() for c in checks], sanity_config=config.as_dict(),
                 sanity_seconds=round(time.time() - t0, 2))
     return [Metric(c.metric, float(c.passed)) for c in checks]
+
+
+def _gallery(cell: Cell, records: pd.DataFrame, ctx: EvalContext, out: Path) -> None:
+    """Adversarial examples of an attacked cell as PNGs under ``<out>/gallery/<run_id>/``, where the task draws them
+    (the report's HTML page shows every PNG there)."""
+    if cell.protocol.stages and hasattr(cell.task, "write_gallery"):
+        cell.task.write_gallery(cell.encoder, cell.data, records, ctx, out / "gallery" / cell.cfg.run_id)
 
 
 def _prepare(run, req: RunRequest, ids: list[str]) -> str:

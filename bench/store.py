@@ -60,7 +60,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for pkg in ("clip-robustness-bench", "torch", "open_clip_torch", "numpy", "pandas"):
+    for pkg in ("clip-robust-bench", "torch", "open_clip_torch", "numpy", "pandas"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -76,9 +76,11 @@ def writing(path: Path):
     except PermissionError as exc:
         raise BenchError(f"results directory is not writable: {path} ({exc.strerror})") from exc
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise BenchError(f"disk full while writing {path}; finished batches are kept, free space and re-run "
                              "the same command to resume") from exc
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EROFS):  # e.g. --out names a file, or a read-only mount
+            raise BenchError(f"results directory is not writable: {path} ({exc.strerror})") from exc
         raise
 
 

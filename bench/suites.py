@@ -22,6 +22,13 @@ class Suite:
     load_classification: Callable = field(repr=False, compare=False)
     load_encoder: Callable = field(repr=False, compare=False)
     train_data: Callable = field(repr=False, compare=False)  # (TrainConfig, imagenet_root) -> training data
+    # vision-language tasks: (task, dataset, n_samples, seed) -> data that also names the VLM reading it
+    load_vlm_data: Callable | None = field(default=None, repr=False, compare=False)
+    task_samples: dict[str, int] = field(default_factory=dict)  # per-task default samples (else n_samples)
+    task_batch_size: dict[str, int] = field(default_factory=dict)  # per-task default batch (else batch_size)
+
+    def samples_for(self, task: str) -> int:
+        return self.task_samples.get(task, self.n_samples)
 
 
 def _micro(**options) -> Suite:
@@ -33,9 +40,12 @@ def _micro(**options) -> Suite:
         raise BenchError(f"--{', --'.join(given)} appl{'ies' if len(given) == 1 else 'y'} to the paper suites only; "
                          "the micro suite is generated and committed")
 
-    return Suite("micro", {"zeroshot": ZEROSHOT_DATASETS}, ("zeroshot",), n_samples=500, batch_size=250,
-                 load_classification=micro.load_classification, load_encoder=micro.load_encoder,
-                 train_data=lambda cfg, _root: micro.train_data(cfg))
+    from tasks.vlm import data as vlm_data
+
+    return Suite("micro", {"zeroshot": ZEROSHOT_DATASETS, **vlm_data.MICRO_DATASETS}, ("zeroshot",), n_samples=500,
+                 batch_size=250, load_classification=micro.load_classification, load_encoder=micro.load_encoder,
+                 train_data=lambda cfg, _root: micro.train_data(cfg), load_vlm_data=vlm_data.load_micro,
+                 task_samples=vlm_data.MICRO_SAMPLES, task_batch_size=vlm_data.MICRO_BATCH)
 
 
 def _paper(family: str) -> Callable[..., Suite]:

@@ -35,7 +35,8 @@ def attack_seeds(seed: int, indices) -> torch.Tensor:
 
 
 def to_float(images_u8: np.ndarray, device) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(images_u8), device=device).float().div_(255.0)
+    # a copy: the images may be a read-only memory map, which torch refuses to wrap
+    return torch.from_numpy(np.array(images_u8, dtype=np.uint8)).to(device).float().div_(255.0)
 
 
 class ZeroShotTask:

@@ -208,11 +208,20 @@ def test_run_card_shows_provenance(tmp_path, capsys):
                       extra_rows=[{"metric": "sanity:eps_monotone", "value": 0.0}],
                       card_extra={"sanity": {"eps_monotone": "robust accuracy rose from 2/255 to 4/255"},
                                   "finished_at": "2026-01-01T00:01:00+00:00"})
+    # a check across cells, stored as a derived run whose card names the cells it compared
+    derived = tmp_path / "runs" / f"sanity-{run_id}-abcdef"
+    derived.mkdir()
+    row = pd.read_csv(tmp_path / "runs" / run_id / "rows.csv").iloc[:1].assign(
+        run_id=derived.name, metric="sanity:eps-monotone", value=1.0)
+    row.to_csv(derived / "rows.csv", index=False)
+    (derived / "card.json").write_text(json.dumps({"kind": "sanity", "cells": ["clean-run", run_id], "sanity": [
+        {"name": "eps-monotone", "passed": True, "details": {"accuracy": 0.1, "previous_accuracy": 0.9}}]}))
     assert main(["report", "--out", str(tmp_path), "--run", run_id[:22]]) == 0
     text = capsys.readouterr().out
     for needed in (run_id, "configuration", "encoder_sha256", "APGD-CE 100 it × 1 restart", "git_sha", "abc123",
                    "version torch", "2.14.1", "compute_seconds", "finished_at", "per-sample records  200",
-                   "eps_monotone (FAILED)", "robust accuracy rose"):
+                   "eps_monotone (FAILED)", "robust accuracy rose", f"eps-monotone (passed; run {derived.name})",
+                   '"previous_accuracy": 0.9'):
         assert needed in text, needed
 
 

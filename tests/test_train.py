@@ -100,6 +100,10 @@ def test_collapse_monitor():
     assert not any(mon.update(s, 0.07, 0.9) for s in range(10))
     flags = [mon.update(s, 0.01, 0.9) for s in range(10, 14)]
     assert flags == [False, False, True, False] and mon.collapsed_at == 12
+    assert mon.drifted_at is None  # collapsed by spread, the cosine stayed at 0.9
+    drift = CollapseMonitor(reference_spread=0.08)
+    assert not any(drift.update(s, 0.08, c) for s, c in enumerate([0.95, 0.85, 0.79, 0.9, 0.7]))
+    assert drift.drifted_at == 2 and not drift.collapsed  # drifting is a warning, not a collapse
     x = torch.randn(64, 32)
     assert embedding_spread(x) > 10 * embedding_spread(x[:1].repeat(64, 1) + 1e-4 * x)
 

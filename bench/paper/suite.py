@@ -57,9 +57,16 @@ def build(family: encoders.Family, *, data_root_option=None, encoder_weights=Non
 
         return imagenet_train_data(cfg.suite, cfg.n_train, imagenet_root, cfg.seed)
 
-    return Suite(family.suite, dict(TASK_DATASETS), DEFAULT_TASKS, n_samples=N_SAMPLES, batch_size=BATCH_SIZE,
+    from tasks.vlm import data as vlm_data
+
+    tasks = dict(TASK_DATASETS)
+    if family.arch == "ViT-L-14":  # LLaVA-1.5's projector reads ViT-L/14 patch tokens
+        tasks.update(vlm_data.PAPER_DATASETS)
+    return Suite(family.suite, tasks, DEFAULT_TASKS, n_samples=N_SAMPLES, batch_size=BATCH_SIZE,
                  load_classification=partial(datasets.load_classification, data_root=root),
-                 load_encoder=load_encoder, train_data=train_data)
+                 load_encoder=load_encoder, train_data=train_data,
+                 load_vlm_data=partial(vlm_data.load_paper, data_root=root), task_samples=vlm_data.PAPER_SAMPLES,
+                 task_batch_size=vlm_data.PAPER_BATCH)
 
 
 def build_named(name: str, data_root=None, encoder_weights=None):

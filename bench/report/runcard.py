@@ -31,6 +31,22 @@ def resolve_run(store_root: Path, run_id: str) -> Path:
     raise BenchError(f"no run {run_id!r} under {runs}{hint}")
 
 
+def cross_cell_checks(directory: Path) -> list[tuple[str, dict, pd.DataFrame]]:
+    """Derived runs (checks across cells, e.g. accuracy never rising with ε) whose card names this run."""
+    found = []
+    for other in sorted(directory.parent.glob(f"*{directory.name}*")):
+        if other == directory or not (other / "rows.csv").is_file():
+            continue
+        try:
+            card = json.loads((other / "card.json").read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if directory.name in card.get("cells", ()):
+            rows = pd.read_csv(other / "rows.csv", keep_default_na=False, na_values=[""])
+            found.append((other.name, card, rows[rows["metric"].astype(str).str.startswith(SANITY_PREFIX)]))
+    return found
+
+
 def _block(title: str, items: dict) -> list[str]:
     lines = [title]
     width = max((len(str(k)) for k in items), default=0)
@@ -72,6 +88,11 @@ def describe_run(store_root: Path, run_id: str) -> str:
         checks = {r.metric[len(SANITY_PREFIX):]: ("passed" if r.value >= 0.5 else "FAILED")
                   for r in sanity.itertuples()}
         detail = {f"{name} ({state})": card_detail(card, name) or "–" for name, state in checks.items()}
+        for derived_id, derived_card, derived_rows in cross_cell_checks(directory):
+            for r in derived_rows.itertuples():
+                name = str(r.metric)[len(SANITY_PREFIX):]
+                state = "passed" if r.value >= 0.5 else "FAILED"
+                detail[f"{name} ({state}; run {derived_id})"] = card_detail(derived_card, name) or "–"
         out += _block("sanity checks", detail or {"(none recorded)": ""})
     else:
         out += ["metrics", "  (none: the run has not finished; rows.csv is written when it completes)", ""]

@@ -51,7 +51,9 @@ def card_detail(card: dict, check: str) -> str:
                      None)
     if found is None:
         return ""
-    return found if isinstance(found, str) else json.dumps(found, sort_keys=True, default=str)
+    if isinstance(found, dict) and "details" in found:  # {"name", "passed", "details"}: the evidence is the details
+        found = found["details"]
+    return found if isinstance(found, str) else json.dumps(found, sort_keys=True, default=str, ensure_ascii=False)
 
 
 def failed_flags(rows: pd.DataFrame, store_root: Path | None = None) -> list[Flag]:

@@ -182,6 +182,8 @@ def train(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, *, device: t
         start_step = int(state["step"])
         log_rows = [dict(zip(LOG_FIELDS, row)) for row in state["log"]]
         monitor.reference_spread = float(state["reference_spread"])
+        for row in log_rows:  # the monitor's state (patience count, first drift, collapse) as if never stopped
+            monitor.update(int(row["step"]), row["spread"], row["cos_to_original"])
     elif resume and dist.main:
         print(f"no checkpoint in {out_dir}; starting from step 0", file=sys.stderr)
     if monitor.reference_spread is None:
@@ -231,7 +233,12 @@ def train(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, *, device: t
                "cos_to_original": float(figures[2]), "spread": float(figures[3]), "grad_norm": grad_norm,
                "seconds": round(time.time() - wall0, 2)}
         log_rows.append(row)
+        drifted_before = monitor.drifted_at is not None
         newly = monitor.update(step + 1, row["spread"], row["cos_to_original"])
+        if dist.main and not drifted_before and monitor.drifted_at is not None:
+            tqdm.write(f"warning: {cfg.encoder_name} drifted from the original encoder at step {step + 1}: cosine "
+                       f"{row['cos_to_original']:.3f} < {monitor.drift_cosine} (zero-shot accuracy may suffer)",
+                       file=sys.stderr)
         if newly and dist.main:
             tqdm.write(f"warning: {cfg.encoder_name} embedding collapse at step {step + 1}: spread {row['spread']:.4f}"
                        f" (original {monitor.reference_spread:.4f}), cosine to original "
@@ -261,6 +268,7 @@ def train(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, *, device: t
             "device": str(device), "threads": torch.get_num_threads(), "wall_seconds": last.get("seconds"),
             "final_health": {k: last.get(k) for k in ("loss", "adv_loss", "cos_to_original", "spread")},
             "reference_spread": monitor.reference_spread, "collapsed_at_step": monitor.collapsed_at,
+            "drifted_at_step": monitor.drifted_at,
             "finished_at": now_iso(), "sha256": sha,
         }
         atomic_write_bytes(out_dir / "card.json", (json.dumps(card, indent=2, default=str) + "\n").encode())

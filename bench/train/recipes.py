@@ -14,15 +14,20 @@ from bench.train.config import TrainConfig
 PAPER = dict(suite="paper", steps=20_000, batch_size=128, lr=1e-5, weight_decay=1e-4, warmup_steps=1_400,
              inner_steps=10, inner_step_size=1 / 255, inner_momentum=0.9, n_train=1_281_167)
 
-MICRO = dict(suite="micro", steps=200, batch_size=128, lr=5e-4, weight_decay=1e-4, warmup_steps=20,
-             inner_steps=5, inner_step_size=1 / 255, inner_momentum=0.9, n_train=30_000)
+# Micro: many small steps beat few large ones here (measured: FARE-4 with 200 steps × 128, PGD-5, lr 5e-4 reached
+# shape/colour/count robust 20/90/66; 450 steps × 64, PGD-3, lr 1e-3 reached 36/93/85.5 in the same wall time).
+MICRO = dict(suite="micro", steps=450, batch_size=64, lr=1e-3, weight_decay=1e-4, warmup_steps=30,
+             inner_steps=3, inner_step_size=1 / 255, inner_momentum=0.9, n_train=30_000)
 
 # per-method adjustments of the micro recipe
 MICRO_METHOD = {
     "fare": {},
     "simclip-ref": {},
     "tecoa": {},
-    "simclip": {},
+    # the paper variant has no anchor to the original encoder: at lr 5e-5 its clean embedding drifts (cosine to
+    # the original 0.74 after 50 steps) and zero-shot shape accuracy falls 94 → 40 before any robustness appears;
+    # 1e-5 is the largest rate measured that keeps it near the original (see README, "Training")
+    "simclip": {"lr": 1e-5},
 }
 
 
