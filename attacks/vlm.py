@@ -84,11 +84,13 @@ class VLMProtocol:
         if not self.stages:
             return "clean"
         stages = " → ".join(s.label() for s in self.stages)
-        if self.keep_worst and self.stop_below is not None and not self.stages[0].targeted:
+        if self.stages[0].targeted:
+            return f"{stages}; a sample stops once the target is the teacher-forced argmax"
+        if self.keep_worst and self.stop_below is not None:
             return f"ensemble: worst of clean → {stages}; a sample stops once {self.stop_text}"
         if not self.keep_worst:
             return f"single run: {stages}; its output is scored (no worst-of)"
-        return f"{stages}; a sample stops once the target is the teacher-forced argmax"
+        return stages
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -119,7 +121,7 @@ def targeted(task: str, iterations: int) -> VLMProtocol:
                        f"targeted APGD, {iterations} iterations toward the sample's target string; success = the "
                        "string appears in the generated output",
                        (VLMStage("reference", 0, targeted=True, iterations=iterations, stop_on_success=True),),
-                       stop_below=0.5, task=task)
+                       stop_below=0.5, task=task, keep_worst=False)  # report what the attacked image makes it say
 
 
 @dataclass

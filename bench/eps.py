@@ -24,8 +24,8 @@ class Eps:
     def of(cls, value: float) -> Eps:
         levels = value * 255
         if abs(levels - round(levels)) < 1e-6:
-            return cls(float(Fraction(round(levels), 255)), f"{round(levels)}/255" if levels else "0")
-        return cls(float(value), f"{value:g}")
+            return cls(float(Fraction(round(levels), 255)), f"{round(levels)}/255" if round(levels) else "0")
+        return cls(float(value), repr(float(value)))  # the shortest text that parses back to exactly this value
 
     def __str__(self) -> str:
         return self.label

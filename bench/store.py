@@ -35,6 +35,9 @@ ROW_COLUMNS = [
     "steps", "restarts", "precision", "n_samples", "metric", "value", "ci_low", "ci_high", "seed", "git_sha",
     "versions", "started_at", "seconds",
 ]
+# read as text whatever they look like (a metric named "0", a version string "1e5")
+STRING_COLUMNS = ["run_id", "suite", "encoder", "method", "train_eps", "task", "dataset", "attack", "protocol",
+                  "eps_str", "precision", "metric", "git_sha", "versions", "started_at"]
 
 
 def now_iso() -> str:
@@ -150,19 +153,16 @@ class Run:
     def write_batch(self, records: list[dict]) -> None:
         if not records:
             return
-        path = self.samples_dir / f"{records[0]['index']:08d}-{records[0]['sample_id']}.csv"
-        buf = io.StringIO()
-        pd.DataFrame(records).to_csv(buf, index=False)
+        # the sample id comes from a dataset: made a plain file name, so it cannot add a directory or climb out
+        path = self.samples_dir / f"{records[0]['index']:08d}-{safe_component(str(records[0]['sample_id']))}.csv"
         with writing(path):
-            atomic_write_bytes(path, buf.getvalue().encode())
+            atomic_write_bytes(path, csv_bytes(pd.DataFrame(records)))
 
     def finish(self, rows: list[dict], card: dict) -> pd.DataFrame:
         df = pd.DataFrame(rows, columns=ROW_COLUMNS)
-        buf = io.StringIO()
-        df.to_csv(buf, index=False)
         path = self.dir / "rows.csv"
         with writing(path):
-            atomic_write_bytes(path, buf.getvalue().encode())
+            atomic_write_bytes(path, csv_bytes(df))
         self.write_card({**card, "status": "complete", "finished_at": now_iso()})
         return df
 
@@ -170,9 +170,18 @@ class Run:
         return read_rows(self.dir / "rows.csv")
 
 
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    """CSV that reads back as written. Lines end in CRLF (RFC 4180) because the writer quotes a field only if it
+    holds a character of the line ending, and pandas' reader takes a bare carriage return inside an unquoted field
+    (a generated caption can hold one) for the end of the line."""
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, lineterminator="\r\n")
+    return buf.getvalue().encode()
+
+
 def read_rows(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"eps_str": str, "train_eps": str})
+        return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(STRING_COLUMNS, str))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise BenchError(f"corrupt results file {path}: {exc}") from exc
 
@@ -203,7 +212,7 @@ class Store:
         df = pd.DataFrame(rows, columns=ROW_COLUMNS)
         with writing(path):
             path.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path / "rows.csv", df.to_csv(index=False).encode())
+            atomic_write_bytes(path / "rows.csv", csv_bytes(df))
             atomic_write_bytes(path / "card.json", (json.dumps(card, indent=2, default=str) + "\n").encode())
         return df
 

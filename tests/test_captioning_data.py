@@ -8,9 +8,9 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import requires_real_data
 
 from bench.errors import BenchError
-from conftest import requires_real_data
 from tasks.metrics_caption import CaptionScorer, ptb_tokenize
 from tasks.vlm import coco, data
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import requires_real_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import requires_real_data
-from tasks.metrics_vqa import (ARTICLES, NUMBER_WORDS, most_common_answers, normalize_answer, postprocess_answer,
-                               vqa_accuracy)
+from tasks.metrics_vqa import (
+    ARTICLES,
+    NUMBER_WORDS,
+    most_common_answers,
+    normalize_answer,
+    postprocess_answer,
+    vqa_accuracy,
+)
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import torch
 
-TOKENIZER_WORDS = ("a chat between curious human and an artificial intelligence assistant the gives helpful detailed "
+_TOKENIZER_TEXT = ("a chat between curious human and an artificial intelligence assistant the gives helpful detailed "
                    "polite answers to human's questions user provide short caption for this image answer question "
-                   "using single word or phrase what is colour red dog visit").split()
+                   "using single word or phrase what is colour red dog visit")
+TOKENIZER_WORDS = _TOKENIZER_TEXT.split()
 
 
 def tiny_tokenizer():
