@@ -104,6 +104,10 @@ def test_collapse_monitor():
     drift = CollapseMonitor(reference_spread=0.08)
     assert not any(drift.update(s, 0.08, c) for s, c in enumerate([0.95, 0.85, 0.79, 0.9, 0.7]))
     assert drift.drifted_at == 2 and not drift.collapsed  # drifting is a warning, not a collapse
+    # TeCoA moves away from the original embedding by design: only its spread is watched
+    tecoa = CollapseMonitor(reference_spread=0.08, min_cosine=None, drift_cosine=None, patience=2)
+    assert not any(tecoa.update(s, 0.05, 0.1) for s in range(5)) and tecoa.drifted_at is None
+    assert [tecoa.update(s, 0.02, 0.1) for s in (5, 6)] == [False, True]
     x = torch.randn(64, 32)
     assert embedding_spread(x) > 10 * embedding_spread(x[:1].repeat(64, 1) + 1e-4 * x)
 

@@ -26,14 +26,16 @@ def cosine_to_original(emb: torch.Tensor, original: torch.Tensor) -> float:
 @dataclass
 class CollapseMonitor:
     """Flags collapse when the spread falls below ``spread_ratio`` × its value for the original encoder, or the
-    cosine to the original falls below ``min_cosine``, for ``patience`` consecutive steps."""
+    cosine to the original falls below ``min_cosine``, for ``patience`` consecutive steps; notes the first step
+    whose cosine is below ``drift_cosine``. Methods that do not mean to stay near the original embedding (TeCoA)
+    are watched by their spread only."""
 
     spread_ratio: float = 0.35
-    min_cosine: float = 0.3
+    min_cosine: float | None = 0.3  # None: the cosine to the original is not watched (a method that moves it)
     patience: int = 5
     # softer: the frozen text tower reads the embedding worse well before it collapses (micro Sim-CLIP at cosine
     # 0.74 had lost 54 points of zero-shot shape accuracy), so drifting this far is worth a warning of its own
-    drift_cosine: float = 0.8
+    drift_cosine: float | None = 0.8
     reference_spread: float | None = None
     bad_steps: int = 0
     collapsed_at: int | None = None
@@ -43,9 +45,10 @@ class CollapseMonitor:
         """Record one step; return True the first time collapse is detected."""
         if self.reference_spread is None:
             raise RuntimeError("set reference_spread (the original encoder's spread) before monitoring")
-        if cosine < self.drift_cosine and self.drifted_at is None:
+        if self.drift_cosine is not None and cosine < self.drift_cosine and self.drifted_at is None:
             self.drifted_at = step
-        bad = spread < self.spread_ratio * self.reference_spread or cosine < self.min_cosine
+        bad = spread < self.spread_ratio * self.reference_spread or (
+            self.min_cosine is not None and cosine < self.min_cosine)
         self.bad_steps = self.bad_steps + 1 if bad else 0
         if self.bad_steps >= self.patience and self.collapsed_at is None:
             self.collapsed_at = step

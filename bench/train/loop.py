@@ -173,7 +173,8 @@ def train(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, *, device: t
                                                           else None)
 
     start_step, log_rows = 0, []
-    monitor = CollapseMonitor()
+    monitor = CollapseMonitor() if objective.keeps_original_embedding else \
+        CollapseMonitor(min_cosine=None, drift_cosine=None)  # only the spread tells a TeCoA collapse
     state_path = out_dir / STATE_FILE
     if resume and state_path.is_file():
         state = _load_state(state_path)

@@ -44,6 +44,9 @@ class Objective:
     needs_original_target = True  # whether φ₀(x) is part of the loss
     needs_labels = False
     needs_clean_current = False  # whether the inner loss needs φ(x) of the current encoder
+    # whether the method means to keep the clean embedding near the original one (so that a falling cosine to it is
+    # drift); TeCoA does not: it pulls embeddings toward the class text embeddings instead
+    keeps_original_embedding = True
 
     def __init__(self, inner_loss: str = "default"):
         self.inner = inner_loss
@@ -100,6 +103,8 @@ class TeCoA(Objective):
     name = "tecoa"
     needs_original_target = False
     needs_labels = True
+    # measured on micro TeCoA-4: cosine to the original 0.30 at the end, zero-shot clean accuracy 90-100 %
+    keeps_original_embedding = False
 
     @staticmethod
     def _logits(emb, class_embeddings):
