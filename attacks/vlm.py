@@ -9,7 +9,7 @@ its worst output (and image) over the clean one and every stage, and leaves the 
 below the protocol's threshold (CIDEr < 10 on COCO, VQA accuracy 0).
 
 The **single APGD** protocol runs one APGD-100 against the first reference and scores what comes out (no worst-of,
-no threshold): it reports roughly twice the robust CIDEr of the ensemble, so the two never share a table.
+no threshold): a weaker attack than the ensemble, so the two never share a table.
 
 The **targeted** protocol minimises the loss of a target string with APGD and stops a sample as soon as every target
 token is the teacher-forced argmax (then greedy decoding starts with the target); success is judged on the
@@ -112,7 +112,7 @@ def ensemble(task: str, n_references: int, stop_below: float, stop_text: str,
 
 def single_apgd(task: str) -> VLMProtocol:
     return VLMProtocol("apgd", "single APGD-100 run away from the first reference (no ensemble, no worst-of): "
-                       "reports about twice the ensemble's robust CIDEr; never compare the two",
+                       "a weaker attack than the ensemble; never compare the two",
                        (VLMStage("reference", 0),), keep_worst=False, task=task)
 
 
