@@ -4,9 +4,10 @@ success rate and the mean number of iterations to success.
 
 The target strings are data: the paper's (Schlarmann & Hein; FARE's Table 4) for the paper suite, and for the micro
 VLM one caption in its own style that it never says of any scene (a count with a position phrase the micro world
-never pairs with it); a sample whose clean caption already holds its target is counted in ``target_in_clean``. ``$BENCH_TARGETS`` names a text file (one target
-per line) that replaces a suite's list. Image i of the selection gets target i mod T, and its sample id carries a
-short hash of the target, so a stored run never mixes two target lists.
+never pairs with it); a sample whose clean caption already holds its target is counted in ``target_in_clean``.
+``$BENCH_TARGETS`` names a text file (one target per line) that replaces a suite's list. Image i of the selection
+gets target i mod T, and its sample id carries a short hash of the target, so a stored run never mixes two target
+lists.
 """
 
 from __future__ import annotations
