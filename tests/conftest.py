@@ -13,6 +13,19 @@ REAL_DATA = Path(os.environ.get("BENCH_REAL_DATA", Path(__file__).resolve().pare
                                 / "real")).resolve()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _empty_training_cache(tmp_path_factory):
+    """Tests never see the developer's trained encoders: locally as on a fresh CI machine, a robust encoder a test
+    needs is one it builds itself (subprocesses inherit the variable)."""
+    previous = os.environ.get("BENCH_CACHE")
+    os.environ["BENCH_CACHE"] = str(tmp_path_factory.mktemp("bench-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("BENCH_CACHE", None)
+    else:
+        os.environ["BENCH_CACHE"] = previous
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     torch.manual_seed(0)
