@@ -29,9 +29,15 @@ TRAIN = ["train", "--encoder", "fare4", "--steps", "10", "--batch-size", "8", "-
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
+def _default_sigint() -> None:
+    # a test runner started in the background (`cmd &` in a script) inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: the child must start as from a terminal for Ctrl-C to mean anything
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 def batch_files(out: Path, cell: str) -> list[Path]:
