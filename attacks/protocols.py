@@ -36,12 +36,11 @@ class Stage:
         return f"{head} {self.iterations} it × {reps}"
 
 
-@dataclass(frozen=True)
-class Protocol:
-    name: str
-    description: str
-    stages: tuple[Stage, ...] = ()
-    norm: str = "linf"
+class StagedProtocol:
+    """What every protocol (a dataclass with ``stages``) tells result rows: its largest iteration and restart counts
+    over the stages, and its fields as a dict. Shared by classification and vision-language protocols."""
+
+    stages: tuple
 
     @property
     def iterations(self) -> int:
@@ -51,11 +50,19 @@ class Protocol:
     def restarts(self) -> int:
         return max((s.restarts for s in self.stages), default=0)
 
-    def summary(self) -> str:
-        return " → ".join(s.label() for s in self.stages) or "clean"
-
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Protocol(StagedProtocol):
+    name: str
+    description: str
+    stages: tuple[Stage, ...] = ()
+    norm: str = "linf"
+
+    def summary(self) -> str:
+        return " → ".join(s.label() for s in self.stages) or "clean"
 
 
 PROTOCOLS: dict[str, Protocol] = {

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from attacks.apgd import apgd
+from attacks.protocols import StagedProtocol
 
 Scorer = Callable[[list[int], list[str]], np.ndarray]  # (sample positions, outputs) -> score, lower = attack better
 
@@ -61,7 +62,7 @@ class VLMStage:
 
 
 @dataclass(frozen=True)
-class VLMProtocol:
+class VLMProtocol(StagedProtocol):
     name: str
     description: str
     stages: tuple[VLMStage, ...] = ()
@@ -70,14 +71,6 @@ class VLMProtocol:
     stop_text: str = ""  # the threshold in the task's words, e.g. "its CIDEr < 10"
     norm: str = "linf"
     task: str = ""  # the task this variant belongs to (protocols of the same name differ per task)
-
-    @property
-    def iterations(self) -> int:
-        return max((s.iterations for s in self.stages), default=0)
-
-    @property
-    def restarts(self) -> int:
-        return max((s.restarts for s in self.stages), default=0)
 
     def summary(self) -> str:
         """The protocol as result rows show it."""
@@ -91,9 +84,6 @@ class VLMProtocol:
         if not self.keep_worst:
             return f"single run: {stages}; its output is scored (no worst-of)"
         return stages
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def ensemble(task: str, n_references: int, stop_below: float, stop_text: str,

@@ -18,6 +18,16 @@ class Metric:
     ci_high: float = float("nan")
 
 
+def true_flags(column: pd.Series) -> pd.Series:
+    """A boolean column of per-sample records, whether it holds bools or the "True"/"False" text read back."""
+    return column.astype(str).str.lower().eq("true")
+
+
+def nonfinite_metric(records: pd.DataFrame) -> Metric:
+    """How many samples met NaN/Inf (their ``nonfinite`` flag), reported instead of poisoning the aggregate."""
+    return Metric("nonfinite_samples", float(true_flags(records["nonfinite"]).sum()))
+
+
 @dataclass(frozen=True)
 class EvalContext:
     """How to evaluate one cell: the attack protocol, its budget and where to run."""

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 
 from attacks.vlm import ensemble, single_apgd
-from tasks.base import Metric
+from tasks.base import Metric, nonfinite_metric
 from tasks.metrics_caption import CaptionScorer, postprocess_caption
 from tasks.vlm.base import CAPTION_PROMPT, MAX_NEW_TOKENS
 from tasks.vlm.task import VLMTask, mean_interval
+from tasks.zeroshot import to_float
 
 N_ATTACKED_REFERENCES = 5  # the ensemble attacks the first five references of each image
 CIDER_STOP = 0.10  # the ensemble leaves an image once its CIDEr < 10 (pycocoevalcap's scale: 0.10)
@@ -100,7 +100,7 @@ class CaptioningTask(VLMTask):
         if attacked:
             clean = records["clean_cider"].astype(float).to_numpy()
             out.append(Metric("clean_cider", float(clean.mean()), *mean_interval(clean)))
-        out.append(Metric("nonfinite_samples", float(records["nonfinite"].astype(str).str.lower().eq("true").sum())))
+        out.append(nonfinite_metric(records))
         return out
 
 
@@ -108,7 +108,7 @@ def clean_scores(vlm, data: CaptionData, batch: int = 100) -> float:
     """Corpus CIDEr of ``vlm``'s clean captions on ``data`` (the micro VLM's card uses it)."""
     captions = []
     for i in range(0, len(data.ids), batch):
-        x = torch.as_tensor(data.images[i : i + batch]).float().div_(255.0)
+        x = to_float(data.images[i : i + batch], "cpu")
         captions += [postprocess_caption(c) for c in vlm.generate(x, [CAPTION_PROMPT] * len(x),
                                                                      MAX_NEW_TOKENS["caption"])]
     scorer = CaptionScorer(dict(zip(data.ids, data.references)))

@@ -23,7 +23,7 @@ import pandas as pd
 from attacks.vlm import targeted
 from bench.errors import BenchError
 from bench.stats import wilson_interval
-from tasks.base import Metric
+from tasks.base import Metric, nonfinite_metric, true_flags
 from tasks.captioning import CaptionData
 from tasks.metrics_caption import postprocess_caption
 from tasks.vlm.base import CAPTION_PROMPT, MAX_NEW_TOKENS
@@ -98,13 +98,13 @@ class TargetedTask(VLMTask):
                 "success": score == 0.0, "target_in_clean": clean_score == 0.0}
 
     def metrics(self, records: pd.DataFrame, attacked: bool) -> list[Metric]:
-        success = records["success"].astype(str).str.lower().eq("true").to_numpy()
+        success = true_flags(records["success"]).to_numpy()
         n, k = len(success), int(success.sum())
         first = records["success_iteration"].astype(int).to_numpy()
         spent = np.where(first >= 0, first, records["iterations"].astype(int).to_numpy())[success]
         out = [Metric("success_rate", k / n, *wilson_interval(k, n)),
                Metric("mean_iterations_to_success", float(spent.mean()) if k else float("nan")),
-               Metric("target_in_clean", float(records["target_in_clean"].astype(str).str.lower().eq("true").sum()))]
-        out.append(Metric("nonfinite_samples", float(records["nonfinite"].astype(str).str.lower().eq("true").sum())))
+               Metric("target_in_clean", float(true_flags(records["target_in_clean"]).sum()))]
+        out.append(nonfinite_metric(records))
         return out
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 
 from attacks.vlm import ensemble, single_apgd
-from tasks.base import Metric
+from tasks.base import Metric, nonfinite_metric
 from tasks.metrics_vqa import most_common_answers, postprocess_answer, vqa_accuracy
 from tasks.vlm.base import MAX_NEW_TOKENS, vqa_prompt
 from tasks.vlm.task import VLMTask, mean_interval
+from tasks.zeroshot import to_float
 
 N_ATTACKED_ANSWERS = 5
 TARGETED_ANSWERS = ("maybe", "Word")  # the ensemble's targeted runs, as in Schlarmann & Hein's evaluation
@@ -88,7 +88,7 @@ class VQATask(VLMTask):
         if attacked:
             clean = records["clean_vqa_accuracy"].astype(float).to_numpy()
             out.append(Metric("clean_vqa_accuracy", float(clean.mean()), *mean_interval(clean)))
-        out.append(Metric("nonfinite_samples", float(records["nonfinite"].astype(str).str.lower().eq("true").sum())))
+        out.append(nonfinite_metric(records))
         return out
 
 
@@ -96,7 +96,7 @@ def clean_scores(vlm, data: VQAData, batch: int = 100) -> float:
     """Mean VQA accuracy of ``vlm``'s clean answers on ``data`` (the micro VLM's card uses it)."""
     scores = []
     for i in range(0, len(data.ids), batch):
-        x = torch.as_tensor(data.images[i : i + batch]).float().div_(255.0)
+        x = to_float(data.images[i : i + batch], "cpu")
         prompts = [vqa_prompt(q) for q in data.questions[i : i + batch]]
         answers = vlm.generate(x, prompts, MAX_NEW_TOKENS["vqa"])
         scores += [vqa_accuracy(postprocess_answer(a), gt) for a, gt in zip(answers, data.answers[i : i + batch])]

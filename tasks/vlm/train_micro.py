@@ -29,6 +29,7 @@ from bench.micro.data import generate
 from tasks.vlm.base import CAPTION_PROMPT, IGNORE, vqa_prompt
 from tasks.vlm.micro import ASSETS, MicroDecoder, MicroVLM, MicroVLMConfig
 from tasks.vlm.vocab import WordTokenizer, build_vocabulary
+from tasks.zeroshot import to_float
 
 EXTRA_WORDS = ("maybe", "word")  # the VQA ensemble attack's targeted answers ("maybe", "Word"), never trained
 
@@ -80,7 +81,7 @@ def patch_features(encoder, images_u8: np.ndarray, batch: int = 500) -> torch.Te
     """The frozen encoder's penultimate patch tokens of every image, stored in half precision to halve memory."""
     parts = []
     for i in tqdm(range(0, len(images_u8), batch), desc="patch tokens", unit="batch", leave=False):
-        x = torch.as_tensor(images_u8[i : i + batch]).float().div_(255.0)
+        x = to_float(images_u8[i : i + batch], "cpu")
         parts.append(encoder.patch_tokens(x).half())
     return torch.cat(parts)
 
