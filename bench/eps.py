@@ -23,7 +23,9 @@ class Eps:
     @classmethod
     def of(cls, value: float) -> Eps:
         levels = value * 255
-        if abs(levels - round(levels)) < 1e-6:
+        # "4/255" arrives as 4.000000000000001 levels: snap float rounding to the level, nothing coarser (a typed
+        # decimal keeps its own value), and never snap a positive ε to 0, which would mean no attack at all
+        if value == 0 or (round(levels) > 0 and abs(levels - round(levels)) < 1e-9):
             return cls(float(Fraction(round(levels), 255)), f"{round(levels)}/255" if round(levels) else "0")
         return cls(float(value), repr(float(value)))  # the shortest text that parses back to exactly this value
 
