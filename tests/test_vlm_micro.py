@@ -15,6 +15,7 @@ from tasks import captioning, vqa
 from tasks.vlm.base import CAPTION_PROMPT, vqa_prompt
 from tasks.vlm.micro import CARD_PATH, CHECKPOINT_PATH, load_micro_vlm
 from tasks.vlm.vocab import WordTokenizer, build_vocabulary
+from tasks.zeroshot import to_float
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,6 @@ def questions():
     return vqa.load_micro(48, seed=5)
 
 
-def as_float(images):
-    return torch.as_tensor(images).float().div(255.0)
 
 
 def test_card_records_the_committed_weights_and_meets_the_targets():
@@ -48,13 +47,13 @@ def test_captions_name_the_colour(vlm):
     from bench.micro.data import generate_indices
 
     scenes = generate_indices("test", data.indices).scenes
-    caps = vlm.generate(as_float(data.images), [CAPTION_PROMPT] * 12, 20)
+    caps = vlm.generate(to_float(data.images, "cpu"), [CAPTION_PROMPT] * 12, 20)
     assert all(c for c in caps)
     assert sum(s.colour in c for s, c in zip(scenes, caps)) >= 9
 
 
 def test_batching_never_changes_an_output(vlm, questions):
-    x = as_float(questions.images[:6])
+    x = to_float(questions.images[:6], "cpu")
     prompts = [vqa_prompt(q) for q in questions.questions[:3]] + [CAPTION_PROMPT] * 3  # different lengths
     together = vlm.generate(x, prompts, 20)
     alone = [vlm.generate(x[i : i + 1], [p], 20)[0] for i, p in enumerate(prompts)]
@@ -62,7 +61,7 @@ def test_batching_never_changes_an_output(vlm, questions):
 
 
 def test_exact_teacher_forcing_means_greedy_output(vlm, questions):
-    x = as_float(questions.images[:4])
+    x = to_float(questions.images[:4], "cpu")
     prompts = [CAPTION_PROMPT] * 4
     greedy = vlm.generate(x, prompts, 20)
     assert vlm.target_loss(x, prompts, greedy).exact.all()
@@ -72,7 +71,7 @@ def test_exact_teacher_forcing_means_greedy_output(vlm, questions):
 
 
 def test_gradients_reach_the_pixels_and_no_parameter(vlm, questions):
-    x = as_float(questions.images[:2]).requires_grad_(True)
+    x = to_float(questions.images[:2], "cpu").requires_grad_(True)
     loss = vlm.target_loss(x, [CAPTION_PROMPT] * 2, ["a picture of one red ring.", "yes."]).loss
     assert torch.isfinite(loss).all()
     loss.sum().backward()
@@ -87,7 +86,8 @@ def test_any_encoder_of_the_architecture_plugs_in(questions):
         for p in other.tower.visual.parameters():
             p.add_(0.01 * torch.randn_like(p))
     swapped = load_micro_vlm(other)
-    assert swapped.encoder is other and len(swapped.generate(as_float(questions.images[:2]), [CAPTION_PROMPT] * 2, 5))
+    x = to_float(questions.images[:2], "cpu")
+    assert swapped.encoder is other and len(swapped.generate(x, [CAPTION_PROMPT] * 2, 5))
     narrow = copy.deepcopy(encoder)
     narrow.tower.visual.transformer.width = 64
     with pytest.raises(BenchError, match="width 64"):
