@@ -20,7 +20,7 @@ import torch
 from attacks.base import ball
 from attacks.memory import BatchSplitter
 from attacks.protocols import ClassificationOutcome, Protocol, Stage, check_classes, run_protocol, score
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 BACKENDS = ("native", "autoattack", "torchattacks")
 LIBRARY_NORM = {"linf": "Linf", "l2": "L2"}

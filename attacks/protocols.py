@@ -17,7 +17,7 @@ from attacks.apgd import apgd
 from attacks.losses import classification_objective
 from attacks.memory import BatchSplitter
 from attacks.pgd import pgd
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class ProtocolState:
     iterations: torch.Tensor | None = None  # per sample: iterations of the breaking stage (0 if none)
 
     def save(self, path: str | Path) -> None:
-        from bench.checkpoints import atomic_write_bytes, save_tensors
+        from bench.core.checkpoints import atomic_write_bytes, save_tensors
 
         path = Path(path)
         save_tensors(path.with_suffix(".safetensors"),
@@ -105,7 +105,7 @@ class ProtocolState:
 
     @classmethod
     def load(cls, path: str | Path) -> ProtocolState:
-        from bench.checkpoints import load_tensors
+        from bench.core.checkpoints import load_tensors
 
         path = Path(path)
         meta = json.loads(path.with_suffix(".json").read_text())

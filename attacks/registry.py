@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from attacks.protocols import PROTOCOLS, Protocol
 from attacks.vlm import PRESETS as VLM_PRESETS
-from bench.registry import Registry
+from bench.core.registry import Registry
 
 ATTACKS: Registry[Protocol] = Registry("attack")
 for _p in PROTOCOLS.values():

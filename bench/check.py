@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import BenchError, NeedsTraining
+from bench.core.errors import BenchError, NeedsTraining
 from bench.report.metrics import SANITY_PREFIX, headline_rows, style
 from bench.report.select import CELL_KEY
 from bench.store import ROW_COLUMNS, read_rows
@@ -160,7 +160,7 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, sigmas: float = DEFAU
 
 def _requests(baseline: pd.DataFrame, out: Path, allow_training: bool, device: str, progress: bool):
     """The runs that recompute the baseline's cells: one per (suite, encoder, sample set, precision, attack)."""
-    from bench.eps import parse_eps
+    from bench.core.eps import parse_eps
     from bench.runner import RunRequest
 
     reqs = []

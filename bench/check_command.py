@@ -19,8 +19,8 @@ from bench.check import (
     rerun,
     with_checkpoints,
 )
-from bench.cli import _split_list as names
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.options import split_list as names
 from bench.report.metrics import style
 
 

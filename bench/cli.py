@@ -8,15 +8,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from bench.errors import BenchError
-
-
-def _split_list(values: list[str] | None) -> tuple[str, ...]:
-    """``--encoder a,b --encoder c`` → ("a", "b", "c")."""
-    out: list[str] = []
-    for v in values or []:
-        out.extend(p.strip() for p in v.split(",") if p.strip())
-    return tuple(out)
+from bench.core.errors import BenchError
+from bench.options import split_list
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -87,14 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from bench.eps import parse_eps
+    from bench.core.eps import parse_eps
     from bench.report import table, to_markdown
     from bench.runner import RunRequest, run
 
     req = RunRequest(
-        suite=args.suite, encoders=_split_list(args.encoder) or ("clip",), attack=args.attack,
-        eps=tuple(parse_eps(e) for e in _split_list(args.eps)), tasks=_split_list(args.task),
-        datasets=_split_list(args.dataset), n_samples=args.n_samples, seed=args.seed, out=args.out,
+        suite=args.suite, encoders=split_list(args.encoder) or ("clip",), attack=args.attack,
+        eps=tuple(parse_eps(e) for e in split_list(args.eps)), tasks=split_list(args.task),
+        datasets=split_list(args.dataset), n_samples=args.n_samples, seed=args.seed, out=args.out,
         device=args.device, batch_size=args.batch_size, force=args.force, allow_training=not args.no_train,
         progress=not args.no_progress, precision=args.precision, backend=args.attack_backend,
         data_root=args.data_root,
@@ -140,12 +133,12 @@ def cmd_list(args) -> int:
 
 def cmd_run_sharded(args, argv: list[str]) -> int:
     """``bench run --nproc N``: the same command under torchrun, each process with a share of the samples."""
-    from bench.train.command import _relaunch_with_torchrun
+    from bench.sharding import relaunch_with_torchrun
 
     if args.nproc < 1:
         raise BenchError(f"--nproc must be at least 1, got {args.nproc}")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return _relaunch_with_torchrun(args, argv)
+        return relaunch_with_torchrun(args.nproc, argv)
     return cmd_run(args)
 
 

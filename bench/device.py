@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 

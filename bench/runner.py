@@ -23,14 +23,15 @@ from attacks.backends import check_backend, describe
 from attacks.registry import ATTACKS
 from attacks.sanity import SanityConfig, eps_sweeps
 from bench import device as dev
-from bench.config import CellConfig
+from bench.core.config import CellConfig
+from bench.core.eps import Eps
+from bench.core.errors import BenchError
+from bench.core.suite import Suite
 from bench.encoders.registry import ENCODERS
-from bench.eps import Eps
-from bench.errors import BenchError
 from bench.sharding import Shards
 from bench.sharding import init as init_shards
 from bench.store import Store, git_sha, now_iso, versions
-from bench.suites import Suite, get_suite
+from bench.suites import get_suite
 from tasks.base import EvalContext, Metric
 from tasks.registry import TASKS, protocol_for
 

@@ -9,6 +9,8 @@ into the metric rows once every rank has finished. Without torchrun this is a wo
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -16,8 +18,27 @@ from typing import TypeVar
 import torch
 import torch.distributed as torch_dist
 
-from bench.errors import BenchError
-from bench.train.loop import DistInfo
+from bench.core.errors import BenchError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, device: torch.device) -> DistInfo:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        if not torch_dist.is_initialized():
+            torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(torch_dist.get_rank(), torch_dist.get_world_size())
+
 
 T = TypeVar("T")
 
@@ -73,3 +94,22 @@ def init(device: torch.device) -> tuple[Shards, torch.device]:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     return Shards.from_env(device), device
+
+
+def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
+    """Start ``nproc`` copies of this command under torchrun (which sets RANK/WORLD_SIZE for DDP)."""
+    rest = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "bench", *rest]
+    return subprocess.call(cmd)

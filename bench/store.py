@@ -26,9 +26,9 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from bench.checkpoints import atomic_write_bytes
-from bench.config import CellConfig, safe_component
-from bench.errors import BenchError
+from bench.core.checkpoints import atomic_write_bytes
+from bench.core.config import CellConfig, safe_component
+from bench.core.errors import BenchError
 
 ROW_COLUMNS = [
     "run_id", "suite", "encoder", "method", "train_eps", "task", "dataset", "attack", "protocol", "eps", "eps_str",

@@ -6,29 +6,10 @@ A suite is data; the code path that evaluates it is the same for all suites.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from bench.errors import BenchError
-from bench.registry import Registry
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    tasks: dict[str, tuple[str, ...]]  # task name -> its datasets, in table order
-    default_tasks: tuple[str, ...]
-    n_samples: int  # default samples per dataset
-    batch_size: int  # default attack batch
-    load_classification: Callable = field(repr=False, compare=False)
-    load_encoder: Callable = field(repr=False, compare=False)
-    train_data: Callable = field(repr=False, compare=False)  # (TrainConfig, imagenet_root) -> training data
-    # vision-language tasks: (task, dataset, n_samples, seed) -> data that also names the VLM reading it
-    load_vlm_data: Callable | None = field(default=None, repr=False, compare=False)
-    task_samples: dict[str, int] = field(default_factory=dict)  # per-task default samples (else n_samples)
-    task_batch_size: dict[str, int] = field(default_factory=dict)  # per-task default batch (else batch_size)
-
-    def samples_for(self, task: str) -> int:
-        return self.task_samples.get(task, self.n_samples)
+from bench.core.errors import BenchError
+from bench.core.registry import Registry
+from bench.core.suite import Suite
 
 
 def _micro(**options) -> Suite:

@@ -36,11 +36,11 @@ from attacks.backends import BACKENDS, run_classification
 from attacks.pgd import pgd
 from attacks.protocols import Protocol
 from attacks.registry import ATTACKS
-from bench.checkpoints import load_tensors, save_tensors
+from bench.core.checkpoints import load_tensors, save_tensors
+from bench.core.eps import parse_eps
+from bench.core.errors import NeedsTraining
 from bench.encoders.base import ClipEncoder
 from bench.encoders.registry import ENCODERS
-from bench.eps import parse_eps
-from bench.errors import NeedsTraining
 from bench.micro.encoders import load_micro_clip
 from bench.suites import get_suite
 from tasks.zeroshot import attack_seeds, to_float

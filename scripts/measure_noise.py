@@ -36,8 +36,8 @@ import torch
 from attacks.protocols import Protocol, Stage
 from attacks.registry import ATTACKS
 from bench.check import DEFAULT_SIGMAS, NOISE_RATIO, tolerance
+from bench.core.eps import parse_eps
 from bench.encoders.registry import ENCODERS
-from bench.eps import parse_eps
 from bench.report.bootstrap import read_records
 from bench.report.metrics import per_sample_values
 from bench.runner import RunRequest, run

@@ -38,8 +38,7 @@ class CaptionData:
 
 def load_micro(n_samples: int, seed: int, dataset: str = "micro-coco") -> CaptionData:
     """``n_samples`` seeded micro test scenes with their five captions (four complete, one terse)."""
-    from bench.micro.data import generate_indices
-    from bench.micro.suite import select_indices
+    from bench.micro.data import generate_indices, select_indices
     from tasks.vlm.micro import load_micro_vlm
 
     indices = select_indices(n_samples, seed)

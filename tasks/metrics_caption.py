@@ -14,7 +14,7 @@ import io
 import os
 import re
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 @contextlib.contextmanager

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from attacks.protocols import Protocol
 from attacks.registry import ATTACKS
-from bench.errors import BenchError
-from bench.registry import Registry
+from bench.core.errors import BenchError
+from bench.core.registry import Registry
 from tasks.captioning import CaptioningTask
 from tasks.targeted import TargetedTask
 from tasks.vqa import VQATask

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from attacks.vlm import targeted
-from bench.errors import BenchError
-from bench.stats import wilson_interval
+from bench.core.errors import BenchError
+from bench.core.stats import wilson_interval
 from tasks.base import Metric, nonfinite_metric, true_flags
 from tasks.captioning import CaptionData
 from tasks.metrics_caption import postprocess_caption

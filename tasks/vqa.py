@@ -40,8 +40,7 @@ class VQAData:
 def load_micro(n_samples: int, seed: int, dataset: str = "micro-vqa") -> VQAData:
     """One question per seeded micro test scene (which of its three questions: the scene index mod 3, so every
     kind of question appears)."""
-    from bench.micro.data import generate_indices
-    from bench.micro.suite import select_indices
+    from bench.micro.data import generate_indices, select_indices
     from tasks.vlm.micro import load_micro_vlm
 
     indices = select_indices(n_samples, seed)

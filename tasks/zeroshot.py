@@ -10,7 +10,7 @@ import torch
 
 from attacks import sanity
 from attacks.backends import run_classification
-from bench.stats import wilson_interval
+from bench.core.stats import wilson_interval
 from tasks.base import EvalContext, Metric
 from tasks.zeroshot_model import ZeroShotClassifier
 

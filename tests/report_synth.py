@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from bench.config import CellConfig
-from bench.stats import wilson_interval
+from bench.core.config import CellConfig
+from bench.core.stats import wilson_interval
 from bench.store import Run
 
 PROTOCOLS = {"none": ("clean", 0, 0), "apgd": ("APGD-CE 100 it × 1 restart", 100, 1),

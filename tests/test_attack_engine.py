@@ -14,7 +14,7 @@ from attacks.losses import classification_objective
 from attacks.memory import BatchSplitter
 from attacks.protocols import PROTOCOLS, Protocol, Stage, run_protocol
 from bench.cli import main
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 SMALL_AA = Protocol("small-aa", "test", (Stage("apgd", "ce", 15, restarts=3), Stage("apgd", "dlr-targeted", 10,
                                                                                     targets=2)))

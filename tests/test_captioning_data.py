@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import requires_real_data
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from tasks.metrics_caption import CaptionScorer, ptb_tokenize
 from tasks.vlm import coco, data
 

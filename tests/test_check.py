@@ -11,7 +11,7 @@ from report_synth import add_cell, grid, standard_grid
 
 from bench.check import NOISE_RATIO, compare, tolerance
 from bench.cli import main
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.store import Store
 
 

@@ -14,10 +14,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from attacks.registry import ATTACKS
-from bench.config import CellConfig
+from bench.core.config import CellConfig
+from bench.core.eps import parse_eps
+from bench.core.errors import BenchError
 from bench.encoders.registry import ENCODERS
-from bench.eps import parse_eps
-from bench.errors import BenchError
 from bench.store import ROW_COLUMNS, Store
 from bench.suites import SUITES
 from tasks.metrics_vqa import normalize_answer

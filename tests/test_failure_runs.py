@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import bench.store
-from bench.checkpoints import load_tensors
 from bench.cli import main
+from bench.core.checkpoints import load_tensors
 
 RUN = ["run", "--encoder", "clip", "--attack", "apgd", "--eps", "4/255", "--dataset", "colour", "--n-samples", "12",
        "--batch-size", "2", "--seed", "0", "--no-progress"]

@@ -13,10 +13,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.checkpoints import load_tensors, save_tensors
 from bench.cli import main
-from bench.config import CellConfig, safe_component
-from bench.errors import BenchError
+from bench.core.checkpoints import load_tensors, save_tensors
+from bench.core.config import CellConfig, safe_component
+from bench.core.errors import BenchError
 from bench.store import ROW_COLUMNS, Store
 
 

@@ -85,7 +85,7 @@ def test_packed_state_dict_roundtrip():
 
 
 def test_committed_checkpoint_matches_its_card():
-    from bench.checkpoints import sha256_file
+    from bench.core.checkpoints import sha256_file
     from bench.micro.encoders import load_micro_clip, micro_card
 
     card = micro_card()

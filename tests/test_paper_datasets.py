@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_paper_fakes import wds_shards, write_hub_file
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.paper import datasets
 from bench.paper.datasets import DATASETS, benchmark_data, load_classification, select
 

@@ -20,8 +20,8 @@ from test_paper_fakes import (
     write_hub_file,
 )
 
+from bench.core.errors import BenchError, NeedsTraining
 from bench.encoders.registry import ENCODERS
-from bench.errors import BenchError, NeedsTraining
 from bench.paper import encoders
 from bench.paper.activation import check_activation
 from bench.paper.suite import weight_overrides

@@ -7,10 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attacks.registry import ATTACKS
+from bench.core.eps import parse_eps
+from bench.core.errors import BenchError
+from bench.core.registry import Registry
 from bench.encoders.registry import ENCODERS
-from bench.eps import parse_eps
-from bench.errors import BenchError
-from bench.registry import Registry
 from tasks.registry import TASKS
 
 

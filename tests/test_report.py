@@ -10,7 +10,7 @@ import pytest
 from report_synth import add_cell, grid, standard_grid
 
 from bench.cli import main
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.report import Filters, build_table, to_latex, to_markdown
 from bench.store import Store
 

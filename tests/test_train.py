@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.checkpoints import load_tensors, sha256_file
-from bench.errors import BenchError, NeedsTraining
+from bench.core.checkpoints import load_tensors, sha256_file
+from bench.core.errors import BenchError, NeedsTraining
 from bench.train.config import TrainConfig
 from bench.train.data import MicroTrainData, batch_indices
 from bench.train.health import CollapseMonitor, embedding_spread

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.checkpoints import load_tensors
+from bench.core.checkpoints import load_tensors
 
 ARGS = ["train", "--encoder", "fare4", "--steps", "3", "--batch-size", "8", "--n-train", "32", "--inner-steps", "2",
         "--warmup-steps", "1", "--lr", "5e-4", "--no-progress"]

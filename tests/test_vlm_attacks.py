@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attacks.vlm import VLMProtocol, VLMStage, run_vlm_protocol
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.micro.encoders import load_micro_clip
 from tasks import captioning, targeted
 from tasks.registry import TASKS, protocol_for

@@ -8,7 +8,7 @@ import torch
 from vlm_fixtures import tiny_llava, tiny_tokenizer
 
 from attacks.vlm import VLMProtocol, VLMStage, run_vlm_protocol
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.micro.encoders import load_micro_clip
 from tasks.vlm.base import CAPTION_PROMPT, vqa_prompt
 from tasks.vlm.llava import LlavaVLM, load_llava_vlm

@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from bench.checkpoints import sha256_file
-from bench.errors import BenchError
+from bench.core.checkpoints import sha256_file
+from bench.core.errors import BenchError
 from bench.micro.encoders import load_micro_clip
 from tasks import captioning, vqa
 from tasks.vlm.base import CAPTION_PROMPT, vqa_prompt

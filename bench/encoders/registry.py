@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from bench.registry import Registry
+from bench.core.registry import Registry
 
 
 @dataclass(frozen=True)

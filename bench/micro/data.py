@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from bench.core.errors import BenchError
 from bench.micro import language
 from bench.micro.world import COLOURS, COUNTS, DEFAULT_IMAGE_SIZE, DEFAULT_WORLD_SEED, SHAPES, Scene, make_sample
 
@@ -69,3 +70,14 @@ def generate(split: str, n: int, seed: int = DEFAULT_WORLD_SEED, size: int = DEF
              start: int = 0) -> MicroSplit:
     """Samples ``start .. start+n-1`` of ``split``."""
     return generate_indices(split, range(start, start + n), seed, size)
+
+
+TEST_POOL = 100_000  # evaluation samples are drawn from the first TEST_POOL scenes of the test split
+
+
+def select_indices(n_samples: int, seed: int) -> np.ndarray:
+    """A seeded selection of ``n_samples`` distinct test scenes, sorted: different seeds see different samples."""
+    if not 0 < n_samples <= TEST_POOL:
+        raise BenchError(f"--n-samples must be between 1 and {TEST_POOL} on the micro suite, got {n_samples}")
+    rng = np.random.default_rng([seed, 7])
+    return np.sort(rng.choice(TEST_POOL, size=n_samples, replace=False))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from bench.checkpoints import load_tensors
+from bench.core.checkpoints import load_tensors
+from bench.core.errors import BenchError
 from bench.encoders.base import ClipEncoder, EncoderMeta
-from bench.errors import BenchError
 from bench.micro.model import CARD_PATH, CHECKPOINT_PATH, build_model, load_config, tokenizer, unpack_state_dict
 
 ARCH = "micro-vit-4x128-p8-64px"

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.micro import language
-from bench.micro.data import ZEROSHOT_DATASETS, generate_indices
-
-TEST_POOL = 100_000  # evaluation samples are drawn from the first TEST_POOL scenes of the test split
-
-
-def select_indices(n_samples: int, seed: int) -> np.ndarray:
-    """A seeded selection of ``n_samples`` distinct test scenes, sorted: different seeds see different samples."""
-    if not 0 < n_samples <= TEST_POOL:
-        raise BenchError(f"--n-samples must be between 1 and {TEST_POOL} on the micro suite, got {n_samples}")
-    rng = np.random.default_rng([seed, 7])
-    return np.sort(rng.choice(TEST_POOL, size=n_samples, replace=False))
+from bench.micro.data import ZEROSHOT_DATASETS, generate_indices, select_indices
 
 
 def load_classification(dataset: str, n_samples: int, seed: int):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.checkpoints import atomic_write_bytes, save_tensors
+from bench.core.checkpoints import atomic_write_bytes, save_tensors
 from bench.micro import language
 from bench.micro.data import ZEROSHOT_DATASETS, generate
 from bench.micro.model import ASSETS, build_model, load_config, pack_state_dict, tokenizer

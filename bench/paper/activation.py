@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import open_clip
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 PROMPTS = ("a photo of a dog.", "a blurry photo of a truck.", "an origami airplane.", "a sketch of a lighthouse.",
            "a close-up photo of a tabby cat.", "satellite imagery of a river.")

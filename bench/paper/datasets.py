@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config import safe_component
-from bench.errors import BenchError
-from bench.paper.hub import hub_snapshot
+from bench.core.config import safe_component
+from bench.core.errors import BenchError
+from bench.core.hub import hub_snapshot
 
 IMAGE_SIZE = 224
 IMAGE_EXTENSIONS = ("webp", "png", "jpg", "jpeg")

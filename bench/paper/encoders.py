@@ -21,10 +21,10 @@ from pathlib import Path
 import open_clip
 import torch
 
-from bench.checkpoints import load_tensors, sha256_file
+from bench.core.checkpoints import load_tensors, sha256_file
+from bench.core.errors import BenchError
+from bench.core.hub import hub_file, url_file
 from bench.encoders.base import ClipEncoder, EncoderMeta
-from bench.errors import BenchError
-from bench.paper.hub import hub_file, url_file
 
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's order of preference
 

@@ -12,7 +12,7 @@ import os
 from functools import partial
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.paper import datasets, encoders
 
 TASK_DATASETS: dict[str, tuple[str, ...]] = {"zeroshot": tuple(datasets.DATASETS)}
@@ -42,7 +42,7 @@ def weight_overrides(options: tuple[str, ...] | list[str] | None) -> dict[str, o
 
 
 def build(family: encoders.Family, *, data_root_option=None, encoder_weights=None):
-    from bench.suites import Suite
+    from bench.core.suite import Suite
 
     root = data_root(data_root_option)
     weights = weight_overrides(encoder_weights)

@@ -37,8 +37,8 @@ def markdown_report(tab: ReportTable) -> str:
 
 
 def write_report(req: ReportRequest) -> tuple[ReportTable, list[Path]]:
+    from bench.core.hub import cache_root
     from bench.store import Store
-    from bench.train.cache import cache_root
 
     tab = build_table(Store(req.store).rows(), req.filters, req.ci, req.store)
     out = req.report_dir

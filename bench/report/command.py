@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli import _split_list as names  # ``--encoder a,b --encoder c`` → ("a", "b", "c")
+from bench.options import split_list as names
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

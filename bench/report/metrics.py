@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 SANITY_PREFIX = "sanity:"
 AUXILIARY = {"clean_accuracy", "nonfinite_samples"}  # stored beside the headline, never a table's metric

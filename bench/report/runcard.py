@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.report.bootstrap import read_records
 from bench.report.metrics import SANITY_PREFIX
 from bench.report.sanity import card_detail

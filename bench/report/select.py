@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 CLEAN_LABEL = "clean"
 # one result cell; a later run of the same cell replaces an earlier one

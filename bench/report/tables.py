@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError
-from bench.report.bootstrap import bootstrap_interval, read_records
+from bench.core.errors import BenchError
+from bench.core.stats import bootstrap_interval
+from bench.report.bootstrap import read_records
 from bench.report.metrics import SANITY_PREFIX, headline_rows, per_sample_values, style
 from bench.report.sanity import Flag, failed_flags
 from bench.report.select import (

@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from filelock import FileLock
 
-from bench.checkpoints import load_tensors
+from bench.core.checkpoints import load_tensors
+from bench.core.errors import BenchError, NeedsTraining
+from bench.core.hub import cache_root
 from bench.encoders.base import ClipEncoder
-from bench.errors import BenchError, NeedsTraining
 from bench.train.config import TrainConfig
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "clip-robust-bench")
 
 
 def encoder_dir(cfg: TrainConfig, root: Path | None = None) -> Path:

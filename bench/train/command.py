@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
+from bench.core.eps import parse_eps
+from bench.core.errors import BenchError
 from bench.encoders.registry import ENCODERS
-from bench.eps import parse_eps
-from bench.errors import BenchError
 
 OVERRIDES = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "inner_steps", "inner_momentum",
              "inner_loss", "grad_accum", "n_train", "seed", "checkpoint_every")
@@ -43,33 +41,15 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _relaunch_with_torchrun(args, argv: list[str]) -> int:
-    """Start ``nproc`` copies of this command under torchrun (which sets RANK/WORLD_SIZE for DDP)."""
-    rest = []
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        if a.startswith("--nproc="):
-            continue
-        rest.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-           "-m", "bench", *rest]
-    return subprocess.call(cmd)
-
-
 def run(args, argv: list[str]) -> int:
+    from bench.sharding import relaunch_with_torchrun
     from bench.suites import get_suite
     from bench.train.cache import encoder_dir
     from bench.train.loop import train
     from bench.train.recipes import recipe
 
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return _relaunch_with_torchrun(args, argv)
+        return relaunch_with_torchrun(args.nproc, argv)
     spec = ENCODERS.get(args.encoder)
     if not spec.robust:
         raise BenchError(f"{spec.name!r} is the undefended encoder; nothing to train (try fare4, tecoa4, simclip4)")

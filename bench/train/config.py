@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from fractions import Fraction
 
-from bench.config import config_hash
-from bench.errors import BenchError
+from bench.core.config import config_hash
+from bench.core.errors import BenchError
 from bench.train.objectives import METHODS
 
 # fields that change how a run is carried out but not the weights it produces

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 def batch_indices(step: int, micro: int, accum: int, global_batch: int, n: int, seed: int) -> np.ndarray:

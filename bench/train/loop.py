@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -25,9 +24,10 @@ import torch.distributed as torch_dist
 from tqdm import tqdm
 
 from attacks.pgd import pgd
-from bench.checkpoints import atomic_path, atomic_write_bytes, save_tensors
+from bench.core.checkpoints import atomic_path, atomic_write_bytes, save_tensors
+from bench.core.errors import BenchError, TrainingCollapsed
 from bench.encoders.base import ClipEncoder
-from bench.errors import BenchError, TrainingCollapsed
+from bench.sharding import DistInfo
 from bench.store import git_sha, now_iso
 from bench.train.config import TrainConfig
 from bench.train.data import batch_indices
@@ -37,25 +37,6 @@ from tasks.zeroshot_model import class_embeddings
 
 LOG_FIELDS = ["step", "lr", "loss", "adv_loss", "cos_to_original", "spread", "grad_norm", "seconds"]
 STATE_FILE = "last.pt"
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls, device: torch.device) -> DistInfo:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
-            return cls()
-        if not torch_dist.is_initialized():
-            torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(torch_dist.get_rank(), torch_dist.get_world_size())
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

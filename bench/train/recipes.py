@@ -6,7 +6,7 @@ chosen (and what they reach) is recorded in the README. Users override any field
 
 from __future__ import annotations
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.train.config import TrainConfig
 
 # FARE's recipe, reused by Sim-CLIP: ViT-L/14 at 224 px on ImageNet, PGD-10 (step 1/255, momentum 0.9),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 IMAGE_SIZE = 224
 SELECTION_SEED = 42

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 MICRO_DATASETS = {"coco-captioning": ("micro-coco",), "vqav2": ("micro-vqa",), "targeted": ("micro-coco",)}
 # small enough that the ensemble's 600 - 900 attack iterations per sample run in minutes on a CPU (README)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from bench.checkpoints import atomic_path
-from bench.config import safe_component
+from bench.core.checkpoints import atomic_path
+from bench.core.config import safe_component
 
 
 def _image(t: torch.Tensor):

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from tasks.vlm.base import PrefixVLM
 
 LLAVA_REPO = "llava-hf/llava-1.5-7b-hf"
@@ -100,7 +100,7 @@ def _pretrained(device: str):
     """LLaVA-1.5-7B (its language model and projector; the 336 px vision tower is dropped) and its tokenizer."""
     from transformers import AutoTokenizer, LlavaForConditionalGeneration
 
-    from bench.paper.hub import hub_snapshot
+    from bench.core.hub import hub_snapshot
 
     path = hub_snapshot(LLAVA_REPO, ["*.json", "*.safetensors", "*.model", "*.txt"], repo_type="model",
                         what="LLaVA-1.5-7B")

@@ -8,7 +8,7 @@ one text per image.
 
 Committed under ``tasks/vlm/assets/``: ``micro_vlm.json`` (architecture and vocabulary), ``micro_vlm.safetensors``
 and ``micro_vlm.card.json`` (recipe, training log, measured clean CIDEr and VQA accuracy, sha256), reproduced by
-``python -m tasks.vlm.train_micro``. The image encoder is not part of the checkpoint: any encoder with the micro
+``python -m bench.micro.train_vlm``. The image encoder is not part of the checkpoint: any encoder with the micro
 CLIP's architecture (the robust ones fine-tuned from it) is plugged in as it is.
 """
 
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.checkpoints import load_tensors
-from bench.errors import BenchError
+from bench.core.checkpoints import load_tensors
+from bench.core.errors import BenchError
 from tasks.vlm.base import PrefixVLM
 from tasks.vlm.vocab import WordTokenizer
 
@@ -154,7 +154,7 @@ class MicroVLM(PrefixVLM):
 
 def load_config(path: Path = CONFIG_PATH) -> MicroVLMConfig:
     if not path.is_file():
-        raise BenchError(f"micro VLM config missing: {path}; regenerate it with python -m tasks.vlm.train_micro")
+        raise BenchError(f"micro VLM config missing: {path}; regenerate it with python -m bench.micro.train_vlm")
     return MicroVLMConfig.from_json(path.read_text())
 
 
@@ -162,7 +162,7 @@ def load_config(path: Path = CONFIG_PATH) -> MicroVLMConfig:
 def load_decoder() -> MicroDecoder:
     """The committed decoder, checked against the sha256 its card records (shared by every encoder)."""
     if not CARD_PATH.is_file():
-        raise BenchError(f"micro VLM card missing: {CARD_PATH}; regenerate it with python -m tasks.vlm.train_micro")
+        raise BenchError(f"micro VLM card missing: {CARD_PATH}; regenerate it with python -m bench.micro.train_vlm")
     card = json.loads(CARD_PATH.read_text())
     decoder = MicroDecoder(load_config())
     decoder.load_state_dict(load_tensors(CHECKPOINT_PATH, expected_sha256=card["sha256"]))

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from attacks.vlm import VLMProtocol, run_vlm_protocol
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from tasks.base import EvalContext
 from tasks.zeroshot import attack_seeds, to_float
 
@@ -167,7 +167,7 @@ def _cell_key(encoder, data, ctx: EvalContext) -> tuple:
 
 def mean_interval(values: np.ndarray) -> tuple[float, float]:
     """A seeded percentile-bootstrap 95 % interval of the mean (CIDEr and VQA accuracy are not proportions)."""
-    from bench.report.bootstrap import bootstrap_interval
+    from bench.core.stats import bootstrap_interval
 
     if len(values) < 2:
         return float("nan"), float("nan")

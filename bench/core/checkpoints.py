@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -1,7 +1,7 @@
 """Train the micro VLM's projector and decoder on the micro train split, the micro CLIP frozen, and write the
 committed checkpoint and its card.
 
-    python -m tasks.vlm.train_micro --out tasks/vlm/assets
+    python -m bench.micro.train_vlm --out tasks/vlm/assets
 
 The frozen encoder's penultimate patch tokens are computed once for every training image; each step then reads all
 the captions (5) and questions (up to 5) of a batch of scenes. Captions are trained as they are (four complete, one
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.checkpoints import atomic_write_bytes, save_tensors
+from bench.core.checkpoints import atomic_write_bytes, save_tensors
 from bench.micro.data import generate
 from tasks.vlm.base import CAPTION_PROMPT, IGNORE, vqa_prompt
 from tasks.vlm.micro import ASSETS, MicroDecoder, MicroVLM, MicroVLMConfig

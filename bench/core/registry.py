@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 T = TypeVar("T")
 

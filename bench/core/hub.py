@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 from urllib.error import URLError
 
-from bench.checkpoints import atomic_path
-from bench.errors import BenchError
+from bench.core.checkpoints import atomic_path
+from bench.core.errors import BenchError
 
 
 def offline() -> bool:
@@ -86,9 +86,12 @@ def hub_snapshot(repo: str, patterns: list[str], repo_type: str = "dataset", wha
         raise BenchError(f"{what or repo}: hf-hub:{repo} is {why}{hint}") from exc
 
 
-def download_cache_dir() -> Path:
-    from bench.train.cache import cache_root
+def cache_root() -> Path:
+    """The benchmark's own cache: trained encoders, downloads ($BENCH_CACHE, default ~/.cache/clip-robust-bench)."""
+    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "clip-robust-bench")
 
+
+def download_cache_dir() -> Path:
     return cache_root() / "downloads"
 
 
