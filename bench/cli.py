@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
 
-    p = sub.add_parser("list", help="list encoders, attacks, tasks and suites")
-    p.add_argument("what", nargs="?", choices=["encoders", "attacks", "tasks", "suites"], help="one kind only")
+    p = sub.add_parser("list", help="list encoders, attacks, tasks, suites and training objectives")
+    p.add_argument("what", nargs="?", choices=["encoders", "attacks", "tasks", "suites", "objectives"],
+                   help="one kind only")
     return parser
 
 
@@ -114,20 +115,9 @@ def cmd_check(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from attacks.registry import ATTACKS
-    from bench.encoders.registry import ENCODERS
-    from bench.suites import SUITES
-    from tasks.registry import TASKS
+    from bench.listing import listing
 
-    kinds = {"encoders": ENCODERS, "attacks": ATTACKS, "tasks": TASKS, "suites": SUITES}
-    for kind, reg in kinds.items():
-        if args.what and args.what != kind:
-            continue
-        print(f"{kind}:")
-        width = max(len(e.name) for e in reg)
-        for e in reg:
-            alias = f" (alias: {', '.join(e.aliases)})" if e.aliases else ""
-            print(f"  {e.name:<{width}}  {e.description}{alias}")
+    print(listing(args.what), end="")
     return 0
 
 

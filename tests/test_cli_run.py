@@ -72,8 +72,12 @@ def test_bad_input_one_line_error(args, message, capsys):
 def test_list_describes_everything(capsys):
     assert run_cli("list") == 0
     out = capsys.readouterr().out
-    for name in ("clip", "simclip4", "simclip-ref2", "aa-custom", "zeroshot", "micro"):
+    for name in ("clip", "simclip{1,2,4}", "simclip-siamese{1,2,4}", "aa-custom", "zeroshot", "micro", "fare"):
         assert name in out
+    # the two Sim-CLIP variants, one line each
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "Sim-CLIP as released" in lines["simclip{1,2,4}"]
+    assert "Sim-CLIP, paper objective (no anchor to the original encoder)" in lines["simclip-siamese{1,2,4}"]
 
 
 def test_console_script_help_runs():

@@ -71,7 +71,7 @@ def test_every_paper_encoder_resolves_and_loads(fake_models, monkeypatch, tmp_pa
     assert "simclip4.pt on hf-hub:timm/vit_large_patch14_clip_224.openai" in encoders.load_encoder(
         family, ENCODERS.get("simclip4"), "cpu").meta.source
     # no published checkpoint: the paper recipe, trained on demand (refused here with the command that trains it)
-    for name in ("simclip-ref2", "simclip-ref4"):
+    for name in ("simclip-siamese2", "simclip-siamese4", "fare1"):
         with pytest.raises(NeedsTraining, match=f"bench train --encoder {name}"):
             encoders.load_encoder(family, ENCODERS.get(name), "cpu", allow_training=False)
 

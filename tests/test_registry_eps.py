@@ -15,11 +15,21 @@ from tasks.registry import TASKS
 
 
 def test_encoder_names_and_aliases():
-    expected = {"clip", "fare2", "fare4", "tecoa2", "tecoa4", "simclip2", "simclip4", "simclip-ref2", "simclip-ref4"}
-    assert set(ENCODERS.names()) == expected
-    for alias in ("fare", "tecoa", "simclip", "simclip-ref"):
+    methods = ("fare", "tecoa", "simclip", "simclip-siamese")
+    expected = {"clip"} | {f"{m}{k}" for m in methods for k in (1, 2, 4)}
+    assert expected <= set(ENCODERS.names())
+    for alias in methods:
         spec = ENCODERS.get(alias)
-        assert spec.name == f"{alias}4" and spec.train_eps.numerator == 4
+        assert spec.name == f"{alias}4" and spec.train_eps.numerator == 4 and spec.method == alias
+
+
+def test_retired_names_say_where_they_went():
+    """``simclip-ref*`` was the released Sim-CLIP; that is ``simclip*`` now, and the old name is refused with the
+    new one rather than resolved, so no table can show two rows for one trained encoder."""
+    for old, new in (("simclip-ref4", "simclip4"), ("simclip-ref2", "simclip2"), ("simclip-ref", "simclip")):
+        with pytest.raises(BenchError, match=f"now '{new}'"):
+            ENCODERS.canonical(old)
+    assert "simclip-ref4" not in ENCODERS
 
 
 def test_unknown_name_suggests():

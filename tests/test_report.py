@@ -150,12 +150,12 @@ def test_nonfinite_samples_are_flagged(tmp_path):
 
 def test_latex_table(tmp_path):
     standard_grid(tmp_path)
-    add_cell(tmp_path, "simclip-ref4", "shape", "0", 0.8)
+    add_cell(tmp_path, "simclip-siamese4", "shape", "0", 0.8)
     tex = to_latex(table_of(tmp_path, ci="wilson"))
     assert tex.count(r"\toprule") == 1 and r"\bottomrule" in tex and r"\end{tabular}" in tex
     assert r"\multicolumn{3}{c}{shape}" in tex and r"\cmidrule(lr){2-4}" in tex
     assert r"\textbf{90.0}" in tex and r"\scriptsize[" in tex and "accuracy (\\%)" in tex
-    assert "\nsimclip-ref4 & 80.0" in tex  # rows in registry order, hyphen kept
+    assert "\nsimclip-siamese4 & 80.0" in tex  # rows in registry order, hyphen kept
     assert "begin{tabular}{l" + "r" * 9 + "}" in tex
 
 

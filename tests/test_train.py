@@ -58,22 +58,28 @@ def test_objectives_match_their_definitions():
     fare = make_objective("fare")
     assert torch.allclose(fare.inner_loss(adv, batch, idx), ((adv - target) ** 2).sum(1))
     assert torch.allclose(fare.outer_loss(enc, adv, batch)[0], ((adv - target) ** 2).sum(1).mean())
-    ref = make_objective("simclip-ref")
-    assert torch.allclose(ref.outer_loss(enc, adv, batch)[0],
-                          (0.5 * (1 - F.cosine_similarity(adv, target, dim=-1))).mean())
-    assert torch.allclose(ref.inner_loss(adv, batch, idx), ((adv - target) ** 2).sum(1))
+    # Sim-CLIP as released: ½(−cos(φ(x'), sg φ₀(x))) + ½(−cos(φ₀(x), sg φ(x'))) — its value is −cos, and its
+    # gradient is that of the first half alone, −½·cos(φ(x'), φ₀(x)); the inner loss is FARE's squared ℓ2
+    released = make_objective("simclip")
+    loss, _ = released.outer_loss(enc, adv, batch)
+    assert torch.allclose(loss, -F.cosine_similarity(adv, target, dim=-1).mean())
+    loss.backward()
+    half = torch.autograd.grad((-0.5 * F.cosine_similarity(adv, target, dim=-1)).mean(), adv)[0]
+    assert torch.allclose(adv.grad, half, atol=1e-7)
+    adv.grad = None
+    assert torch.allclose(released.inner_loss(adv, batch, idx), ((adv - target) ** 2).sum(1))
 
-    # Sim-CLIP paper: symmetric negative cosine with stop-gradient; the gradient w.r.t. each view comes only from
-    # the term where that view is not detached
+    # Sim-CLIP paper objective: symmetric negative cosine with stop-gradient; the gradient w.r.t. each view comes
+    # only from the term where that view is not detached
     clean = torch.randn(4, 6, requires_grad=True)
-    paper = make_objective("simclip")
+    paper = make_objective("simclip-siamese")
     loss, _ = paper.outer_loss(lambda z: z, adv, Batch(x=clean))
     loss.backward()
     expected_adv = torch.autograd.grad((-0.5 * F.cosine_similarity(adv, clean.detach(), dim=-1)).mean(), adv)[0]
     assert torch.allclose(adv.grad, expected_adv, atol=1e-6)
     assert torch.allclose(paper.inner_loss(adv.detach(), Batch(x=clean, clean=clean.detach()), idx),
                           1 - F.cosine_similarity(adv.detach(), clean.detach(), dim=-1))
-    l2 = make_objective("simclip", "l2")
+    l2 = make_objective("simclip-siamese", "l2")
     assert torch.allclose(l2.inner_loss(adv.detach(), Batch(x=clean, clean=clean.detach()), idx),
                           ((adv.detach() - clean.detach()) ** 2).sum(1))
 
@@ -91,8 +97,18 @@ def test_config_hash_ignores_operational_fields():
     assert a.hash != tiny_config(lr=2e-4).hash
     with pytest.raises(BenchError, match="divisible"):
         tiny_config(grad_accum=3).validate()
-    with pytest.raises(BenchError, match="only applies"):
+    with pytest.raises(BenchError, match="does not apply to fare"):
         tiny_config(inner_loss="l2").validate()
+
+
+def test_objective_definition_is_part_of_the_hash(monkeypatch):
+    """A method redefined under the same name (as Sim-CLIP was) never finds the checkpoint of its old meaning."""
+    from bench.train.objectives import OBJECTIVES
+
+    before = tiny_config("simclip").hash
+    monkeypatch.setattr(OBJECTIVES.get("simclip"), "definition", "the paper's unanchored Siamese objective")
+    assert tiny_config("simclip").hash != before
+    assert tiny_config("simclip").weights_dict()["objective"] == "the paper's unanchored Siamese objective"
 
 
 def test_collapse_monitor():
@@ -113,7 +129,7 @@ def test_collapse_monitor():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["fare", "simclip", "simclip-ref", "tecoa"])
+@pytest.mark.parametrize("method", ["fare", "simclip", "simclip-siamese", "tecoa"])
 def test_each_method_trains_and_writes_card(tmp_path, micro_clip, tiny_data, method):
     from bench.train.loop import LOG_FIELDS, train
 
@@ -138,7 +154,7 @@ def test_each_method_trains_and_writes_card(tmp_path, micro_clip, tiny_data, met
 def test_resume_equals_uninterrupted(tmp_path, micro_clip, tiny_data):
     from bench.train.loop import train
 
-    cfg = tiny_config("simclip-ref", steps=4, checkpoint_every=2)
+    cfg = tiny_config("simclip", steps=4, checkpoint_every=2)
     train(cfg, micro_clip, tiny_data, tmp_path / "full", device=torch.device("cpu"), progress=False)
 
     def interrupt_after_step_3(step, row):

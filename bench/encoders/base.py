@@ -21,7 +21,7 @@ class EncoderMeta:
 
     name: str  # registry name, e.g. "simclip4"
     arch: str  # e.g. "micro-vit-4x128" or "ViT-L-14"
-    method: str  # clip | fare | tecoa | simclip | simclip-ref
+    method: str  # clip, or a registered training objective (fare, tecoa, simclip, simclip-siamese, …)
     train_eps: float | None  # ε (in [0,1] units) the encoder was adversarially trained at; None for CLIP
     source: str  # where the weights came from (file path, hub id, or "trained on demand: <hash>")
     checkpoint_sha256: str | None = None

@@ -1,4 +1,10 @@
-"""The encoder names users type, what each one is, and how a suite turns a name into weights."""
+"""The encoder names users type, what each one is, and how a suite turns a name into weights.
+
+``clip`` is the undefended original. Every registered training objective (``bench.train.objectives``, plugins
+included) gives the robust encoders ``{method}{k}``, fine-tuned at ε = k/255 for k in ``TRAIN_EPS_LEVELS``, with
+``{method}`` an alias of ``{method}4``. Encoder plugins (entry point group ``clip_robust_bench.encoders``) add
+names of their own.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,14 @@ from fractions import Fraction
 
 from bench.core.registry import Registry
 
+TRAIN_EPS_LEVELS = (1, 2, 4)  # training ε in /255: 2 and 4 are FARE's and Sim-CLIP's, 1 the later papers'
+DEFAULT_EPS_LEVEL = 4  # what the bare method name means
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str
-    method: str  # clip | fare | tecoa | simclip | simclip-ref
+    method: str  # clip, or a registered training objective
     train_eps: Fraction | None  # None for the undefended CLIP
 
     @property
@@ -23,17 +32,33 @@ class EncoderSpec:
         return self.train_eps is not None
 
 
-METHOD_DESCRIPTIONS = {
-    "fare": "FARE: unsupervised, ‖φ(x')−φ_orig(x)‖² to the frozen original embedding",
-    "tecoa": "TeCoA: supervised, cross-entropy over class-prompt text embeddings",
-    "simclip": "Sim-CLIP as in the paper: Siamese symmetric cosine with stop-gradient, shared encoder",
-    "simclip-ref": "Sim-CLIP as released: ½(1−cos) to the frozen original encoder's clean embedding",
+# names that meant something else before; typing one says where it went instead of guessing
+RETIRED = {
+    **{f"simclip-ref{k}": f"encoder 'simclip-ref{k}' is now 'simclip{k}': Sim-CLIP means the released code and "
+       f"checkpoints (the paper's objective is 'simclip-siamese{k}')" for k in ("", *TRAIN_EPS_LEVELS)},
 }
 
-ENCODERS: Registry[EncoderSpec] = Registry("encoder")
+
+def _robust_encoders(registry: Registry[EncoderSpec]) -> None:
+    from bench.train.objectives import OBJECTIVES
+
+    for objective in sorted(OBJECTIVES, key=lambda e: (e.value.order, e.name)):
+        for k in TRAIN_EPS_LEVELS:
+            name = f"{objective.name}{k}"
+            registry.register(name, EncoderSpec(name, objective.name, Fraction(k, 255)),
+                              f"{objective.value.description}; fine-tuned at ε = {k}/255",
+                              aliases=(objective.name,) if k == DEFAULT_EPS_LEVEL else ())
+
+
+ENCODERS: Registry[EncoderSpec] = Registry("encoder", populate=_robust_encoders, plugin_group="encoders",
+                                           retired=RETIRED)
 ENCODERS.register("clip", EncoderSpec("clip", "clip", None), "the undefended original CLIP image encoder")
-for _method, _desc in METHOD_DESCRIPTIONS.items():
-    for _k in (2, 4):
-        ENCODERS.register(f"{_method}{_k}", EncoderSpec(f"{_method}{_k}", _method, Fraction(_k, 255)),
-                          f"{_desc}; adversarially fine-tuned at ε = {_k}/255",
-                          aliases=(_method,) if _k == 4 else ())
+
+
+def method_label(method: str) -> str:
+    """What rows and cards call a method ("CLIP", "FARE", "Sim-CLIP, paper objective (…)", …)."""
+    if method == "clip":
+        return "CLIP (undefended)"
+    from bench.train.objectives import OBJECTIVES
+
+    return OBJECTIVES.get(method).label if method in OBJECTIVES else method

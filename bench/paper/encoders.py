@@ -3,7 +3,8 @@
 A *family* is one base model plus the robust checkpoints published for it. Whole-CLIP open_clip repositories
 (``open_clip_config.json`` + weights) load as they are; image-tower files (Sim-CLIP's ``simclipN.pt``, TeCoA's
 ``vision_encoder_state_dict`` layout, a user's file or URL) load onto the base model's image tower, whose text
-tower stays the original. Names without a published checkpoint are trained on demand with the paper recipe.
+tower stays the original. Names without a published checkpoint (``simclip-siamese2``, the ε = 1/255 encoders, …) are
+trained on demand with their objective's paper recipe.
 
 The activation is pinned per family rather than read from each repository's config: the OpenAI ViT-L/14 (and
 everything fine-tuned from it) uses QuickGELU, and open_clip >= 2.x builds ``ViT-L-14`` with nn.GELU unless told
@@ -95,7 +96,6 @@ PAPER_L14 = Family(
         "tecoa2": HubModel("chs20/tecoa2-clip"), "tecoa4": HubModel("chs20/tecoa4-clip"),
         "simclip2": TowerFile("hossainzarif19/SimCLIP/simclip2.pt"),
         "simclip4": TowerFile("hossainzarif19/SimCLIP/simclip4.pt"),
-        "simclip-ref2": Trained(), "simclip-ref4": Trained(),
     },
     recipe_suite="paper",
 )
@@ -108,12 +108,14 @@ PAPER_B32 = Family(
              "tecoa4": HubModel("chs20/TeCoA4-ViT-B-32-laion2B-s34B-b79K")},
 )
 
-# FARE's OpenAI ViT-B/32 image towers (ε = 1/255 and 4/255 are published; the registry's names cover 4/255) are plain
-# downloads from the authors' university cloud, listed in the RobustVLM README; cached under $BENCH_CACHE/downloads.
+# FARE's OpenAI ViT-B/32 image towers (ε = 1/255 and 4/255 are published) are plain downloads from the authors'
+# university cloud, listed in the RobustVLM README (l. 259-262); cached under $BENCH_CACHE/downloads.
 _NC = "https://nc.mlcloud.uni-tuebingen.de/index.php/s"
 PAPER_B32_OPENAI = Family(
     suite="paper-b32-openai", arch="ViT-B-32", tag="openai", quick_gelu=True,
-    sources={"fare4": TowerFile(f"{_NC}/3nMxBKEwbWnDymT/download/vitb32_fare_eps_4.pt", kind="url"),
+    sources={"fare1": TowerFile(f"{_NC}/cCgQAS8QW9arj9d/download/vitb32_fare_eps_1.pt", kind="url"),
+             "tecoa1": TowerFile(f"{_NC}/LHgi84RskrtYCiX/download/vitb32_tecoa_eps_1.pt", kind="url"),
+             "fare4": TowerFile(f"{_NC}/3nMxBKEwbWnDymT/download/vitb32_fare_eps_4.pt", kind="url"),
              "tecoa4": TowerFile(f"{_NC}/RiWGQzBrqYNCaDk/download/vitb32_tecoa_eps_4.pt", kind="url")},
 )
 

@@ -11,7 +11,7 @@ from fractions import Fraction
 
 from bench.core.config import config_hash
 from bench.core.errors import BenchError
-from bench.train.objectives import METHODS
+from bench.train.objectives import OBJECTIVES
 
 # fields that change how a run is carried out but not the weights it produces
 OPERATIONAL_FIELDS = ("checkpoint_every", "grad_checkpointing")
@@ -19,7 +19,7 @@ OPERATIONAL_FIELDS = ("checkpoint_every", "grad_checkpointing")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    method: str  # simclip | simclip-ref | fare | tecoa
+    method: str  # a registered objective: fare | tecoa | simclip | simclip-siamese | …
     eps_levels: int  # ε = eps_levels / 255
     suite: str  # base model and data come from the suite: micro | paper
     steps: int
@@ -30,7 +30,7 @@ class TrainConfig:
     inner_steps: int = 10
     inner_step_size: float = 1 / 255
     inner_momentum: float = 0.9
-    inner_loss: str = "default"  # Sim-CLIP paper variant: cos (default) or l2
+    inner_loss: str = "default"  # an objective's alternative inner loss (simclip-siamese: cos or l2)
     grad_accum: int = 1
     n_train: int = 30_000  # training images (micro: generated scenes; paper: a deterministic ImageNet subset)
     seed: int = 0
@@ -46,7 +46,11 @@ class TrainConfig:
         return f"{self.method}{self.eps_levels}"
 
     def weights_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in OPERATIONAL_FIELDS}
+        """Every field that changes the weights, and the objective's definition (its formulas): a method whose
+        meaning changes under the same name never matches a checkpoint trained under the old one."""
+        out = {k: v for k, v in asdict(self).items() if k not in OPERATIONAL_FIELDS}
+        out["objective"] = OBJECTIVES.get(self.method).definition
+        return out
 
     @property
     def hash(self) -> str:
@@ -62,8 +66,7 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
-        if self.method not in METHODS:
-            raise BenchError(f"unknown training method {self.method!r} (known: {', '.join(METHODS)})")
+        OBJECTIVES.canonical(self.method)  # a one-line "unknown training objective … did you mean" otherwise
         for name in ("steps", "batch_size", "inner_steps", "grad_accum", "n_train", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise BenchError(f"training option {name} must be at least 1, got {getattr(self, name)}")
@@ -73,7 +76,7 @@ class TrainConfig:
             raise BenchError(f"training ε must be in (0, 255]/255, got {self.eps_levels}/255")
         if self.lr <= 0:
             raise BenchError(f"learning rate must be positive, got {self.lr}")
-        if self.inner_loss not in ("default", "cos", "l2"):
-            raise BenchError(f"unknown inner loss {self.inner_loss!r}; expected cos or l2")
-        if self.inner_loss != "default" and self.method != "simclip":
-            raise BenchError("--inner-loss only applies to the Sim-CLIP paper variant (simclip)")
+        alternatives = OBJECTIVES.get(self.method).inner_losses
+        if self.inner_loss != "default" and self.inner_loss not in alternatives:
+            raise BenchError(f"--inner-loss {self.inner_loss} does not apply to {self.method} (its alternatives: "
+                             f"{', '.join(alternatives) or 'none'})")

@@ -91,7 +91,7 @@ def estimate_seconds(tower, cfg: TrainConfig, local_batch: int, device, image_sh
     tower(x).sum().backward()
     per_image = (time.perf_counter() - t0) / n
     tower.zero_grad(set_to_none=True)
-    passes = cfg.inner_steps + 2 + (1 if cfg.method == "simclip" else 0)  # inner PGD, outer, health forward
+    passes = cfg.inner_steps + 2 + make_objective(cfg.method).extra_passes  # inner PGD, outer, health forward
     return per_image * passes * local_batch * cfg.grad_accum * cfg.steps
 
 

@@ -1,0 +1,103 @@
+"""Adversarial fine-tuning objectives, on the image tower only (the text tower is always frozen).
+
+An objective gives the inner loss the PGD attack maximises (per sample) and the outer loss the optimiser minimises,
+says what it needs (the frozen original's embedding, labels, ...), and carries its paper recipe as data. Each lives
+in its own module of this package and registers itself; a plugin adds one through the entry point group
+``clip_robust_bench.objectives``. Notation: φ is the encoder being trained, φ₀ the frozen original, x the clean
+image, x' the adversarial one, T the frozen class-prompt text embeddings.
+
+Every encoder name ``{method}{k}`` (k = 1, 2, 4: the training ε in /255) comes from this registry, and the
+objective's ``definition`` is part of the training configuration's hash: an objective whose formulas change never
+picks up a checkpoint trained under its old meaning, even under the same name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from bench.core.registry import Registry
+
+
+@dataclass
+class Batch:
+    """What an objective may look at for one batch (all tensors on the training device)."""
+
+    x: torch.Tensor
+    target: torch.Tensor | None = None  # φ₀(x), frozen original on the clean image
+    clean: torch.Tensor | None = None  # φ(x) of the current encoder, detached (Sim-CLIP paper variant)
+    labels: torch.Tensor | None = None
+    class_embeddings: torch.Tensor | None = None  # (C, D) unit text embeddings (supervised objectives)
+    original: torch.nn.Module | None = None  # φ₀ itself, frozen, for objectives that read it on other images
+
+
+def squared_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).pow(2).sum(dim=-1)
+
+
+def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 1.0 - F.cosine_similarity(a, b, dim=-1)
+
+
+def zero_shot_logits(emb: torch.Tensor, class_embeddings: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
+    """scale · cos(φ, T_c): CLIP's zero-shot logits over the class-prompt embeddings."""
+    return scale * F.normalize(emb, dim=-1) @ class_embeddings.T
+
+
+class Objective:
+    """Base class of a training objective; subclasses set the class attributes and the two losses."""
+
+    name: ClassVar[str]  # the method name, e.g. "fare"; encoders are "{name}{k}"
+    label: ClassVar[str]  # what result rows and cards call the method
+    description: ClassVar[str]  # one line for `bench list`
+    definition: ClassVar[str]  # the formulas, hashed into the training configuration
+    paper_recipe: ClassVar[dict]  # the published recipe (TrainConfig fields), with its source in a comment
+    micro_recipe: ClassVar[dict] = {}  # adjustments of the shared micro recipe, if any
+    needs_original_target: ClassVar[bool] = True  # whether φ₀(x) is part of the loss
+    needs_labels: ClassVar[bool] = False  # whether the loss reads class labels and class-prompt embeddings
+    needs_clean_current: ClassVar[bool] = False  # whether the inner loss needs φ(x) of the current encoder
+    # whether the method means to keep the clean embedding near the original one (so that a falling cosine to it is
+    # drift); supervised methods do not: they pull embeddings toward the class text embeddings instead
+    keeps_original_embedding: ClassVar[bool] = True
+    inner_losses: ClassVar[tuple[str, ...]] = ()  # alternatives to the default inner loss (``--inner-loss``)
+    extra_passes: ClassVar[int] = 0  # forward+backward passes per image beyond the released one (time estimate)
+    order: ClassVar[int] = 100  # position in listings and tables (the seeds of the field first)
+
+    def __init__(self, inner_loss: str = "default"):
+        self.inner = inner_loss
+
+    def inner_loss(self, emb_adv: torch.Tensor, batch: Batch, idx: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss the inner PGD maximises; ``idx`` selects the rows of ``batch`` still attacked."""
+        raise NotImplementedError
+
+    def outer_loss(self, encoder, x_adv: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scalar loss to minimise, the adversarial embeddings it was computed from)."""
+        raise NotImplementedError
+
+
+OBJECTIVES: Registry[type[Objective]] = Registry("training objective", discover=("bench.train.objectives",),
+                                                 plugin_group="objectives")
+
+
+def register_objective(cls: type[Objective]) -> type[Objective]:
+    """Class decorator: register an objective under its ``name``."""
+    OBJECTIVES.register(cls.name, cls, cls.description)
+    return cls
+
+
+def make_objective(method: str, inner_loss: str = "default") -> Objective:
+    cls = OBJECTIVES.get(method)
+    if inner_loss != "default" and inner_loss not in cls.inner_losses:
+        from bench.core.errors import BenchError
+
+        allowed = ", ".join(cls.inner_losses) or "none"
+        raise BenchError(f"--inner-loss {inner_loss} does not apply to {method} (its alternatives: {allowed})")
+    return cls(inner_loss)
+
+
+def methods() -> list[str]:
+    return OBJECTIVES.names()
+
