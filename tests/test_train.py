@@ -134,6 +134,7 @@ def test_each_method_trains_and_writes_card(tmp_path, micro_clip, tiny_data, met
     from bench.train.loop import LOG_FIELDS, train
 
     cfg = tiny_config(method, steps=2)
+    text_before = {k: v.clone() for k, v in micro_clip.model.state_dict().items() if not k.startswith("visual.")}
     out = train(cfg, micro_clip, tiny_data, tmp_path, device=torch.device("cpu"), progress=False)
     card = json.loads((tmp_path / "card.json").read_text())
     assert card["method"] == method and card["eps"] == "4/255" and card["config_hash"] == cfg.hash
@@ -143,10 +144,14 @@ def test_each_method_trains_and_writes_card(tmp_path, micro_clip, tiny_data, met
     log = (tmp_path / "train_log.csv").read_text().splitlines()
     assert log[0].split(",") == LOG_FIELDS and len(log) == 3
     weights = load_tensors(tmp_path / "visual.safetensors")
-    original = micro_clip.tower.visual.state_dict()
+    original = {k: v.clone() for k, v in micro_clip.tower.visual.state_dict().items()}
     assert any(not torch.equal(weights[k], original[k]) for k in original), "training must change the tower"
-    assert all(torch.equal(v, micro_clip.model.state_dict()[k]) for k, v in micro_clip.model.state_dict().items()
-               if k.startswith("transformer")), "the text tower stays frozen"
+    text_after = {k: v for k, v in micro_clip.model.state_dict().items() if not k.startswith("visual.")}
+    assert text_after.keys() == text_before.keys() and any(k.startswith("transformer") for k in text_after)
+    assert all(torch.equal(text_after[k], v) for k, v in text_before.items()), "the text tower stays frozen"
+    assert all(torch.equal(v, original[k]) for k, v in micro_clip.tower.visual.state_dict().items()), \
+        "training works on a copy: the base encoder's image tower is untouched"
+    assert card["method_label"] and (method != "simclip-siamese" or "no anchor" in card["method_label"])
     assert out.card["sha256"] == card["sha256"]
 
 
@@ -195,3 +200,48 @@ def test_on_demand_cache(tmp_path, monkeypatch, micro_clip, tiny_data):
     x = torch.rand(2, 3, 64, 64)
     assert torch.equal(enc(x), again(x))
     assert not torch.equal(enc(x), micro_clip(x))
+
+
+def test_micro_training_data_is_drawn_lazily_and_equals_the_split(tiny_data):
+    from bench.micro.data import generate
+
+    x, labels = tiny_data.load([5, 3, 5])
+    split = generate("train", 8)
+    assert torch.equal(x, torch.tensor(split.images[[5, 3, 5]], dtype=torch.float32) / 255)
+    assert labels[0] == labels[2] and int((tiny_data._labels >= 0).sum()) >= 2
+
+
+@pytest.mark.slow
+def test_probe_measures_without_changing_the_weights(tmp_path, micro_clip, tiny_data):
+    """`--probe-every` writes accuracy curves and ends with exactly the weights of a run without it."""
+    from bench.suites import get_suite
+    from bench.train.loop import train
+    from bench.train.probe import PROBE_FIELDS, ProbeConfig, probe_for_suite
+
+    cfg = tiny_config("simclip", steps=3, checkpoint_every=3)
+    probe = probe_for_suite(ProbeConfig(every=2, samples=6, iterations=2), get_suite("micro"), micro_clip, cfg.eps,
+                            torch.device("cpu"))
+    train(cfg, micro_clip, tiny_data, tmp_path / "probed", device=torch.device("cpu"), progress=False, probe=probe)
+    train(cfg, micro_clip, tiny_data, tmp_path / "plain", device=torch.device("cpu"), progress=False)
+    a = load_tensors(tmp_path / "probed" / "visual.safetensors")
+    b = load_tensors(tmp_path / "plain" / "visual.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = (tmp_path / "probed" / "probe_log.csv").read_text().splitlines()
+    assert lines[0].split(",") == PROBE_FIELDS
+    rows = [dict(zip(PROBE_FIELDS, line.split(","))) for line in lines[1:]]
+    assert sorted({int(r["step"]) for r in rows}) == [0, 2, 3]  # at 0, every 2 steps, and the last step
+    assert {r["dataset"] for r in rows} == {"shape", "colour", "count"}
+    for r in rows:
+        assert 0 <= float(r["robust_accuracy"]) <= float(r["clean_accuracy"]) <= 1 and r["n_samples"] == "6"
+    assert not (tmp_path / "plain" / "probe_log.csv").exists()
+
+
+def test_step_time_is_measured_on_a_copy(tmp_path, micro_clip, tiny_data):
+    """The training estimate times real steps on throwaway copies: the student and optimiser are untouched."""
+    from bench.train.loop import _setup, measure_step_seconds
+
+    run = _setup(tiny_config("fare"), micro_clip, tiny_data, tmp_path, torch.device("cpu"))
+    before = {k: v.clone() for k, v in run.student.state_dict().items()}
+    assert measure_step_seconds(run) > 0
+    assert all(torch.equal(v, run.student.state_dict()[k]) for k, v in before.items())
+    assert not run.opt.state  # no optimiser step was taken

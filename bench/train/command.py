@@ -39,6 +39,14 @@ def add_arguments(p) -> None:
     p.add_argument("--nproc", type=int, default=1, help="processes on this host (DDP via torchrun; gloo on CPU)")
     p.add_argument("--imagenet-root", help="ImageNet folder for the paper recipe (or BENCH_IMAGENET_ROOT)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--probe-every", type=int, metavar="N",
+                   help="every N steps (and at 0), zero-shot clean and robust accuracy on a small fixed probe set "
+                   "(probe_log.csv; off by default; the weights are the same with or without it)")
+    p.add_argument("--probe-samples", type=int, default=32, metavar="N", help="probe images per dataset (default 32)")
+    p.add_argument("--probe-iterations", type=int, default=10, metavar="N",
+                   help="APGD-CE iterations of the robust probe at the training ε (default 10)")
+    p.add_argument("--probe-dataset", action="append", metavar="NAME",
+                   help="probe these zero-shot datasets (default: all of the suite's)")
 
 
 def run(args, argv: list[str]) -> int:
@@ -66,10 +74,31 @@ def run(args, argv: list[str]) -> int:
     base = suite.load_encoder(ENCODERS.get("clip"), str(device))
     data = suite.train_data(cfg, args.imagenet_root)
     outcome = train(cfg, base, data, out, device=device, resume=args.resume, progress=not args.no_progress,
-                    fail_on_collapse=args.fail_on_collapse, base_name=base.meta.name)
+                    fail_on_collapse=args.fail_on_collapse, base_name=base.meta.name,
+                    probe=_probe(args, suite, base, cfg.eps, device))
     if outcome.card:
         h = outcome.card["final_health"]
         print(f"{cfg.encoder_name}: {outcome.dir} (sha256 {outcome.card['sha256'][:12]}…) — loss {h['loss']:.4f}, "
               f"cosine to original {h['cos_to_original']:.3f}, spread {h['spread']:.4f}"
               + (f"; COLLAPSED at step {outcome.card['collapsed_at_step']}" if outcome.collapsed else ""))
     return 0
+
+
+def _probe(args, suite, base, eps: float, device):
+    """The training probe `--probe-every` asks for, or None."""
+    from bench.options import split_list
+    from bench.train.probe import ProbeConfig, probe_for_suite
+
+    if args.probe_every is None:
+        return None
+    for option in ("probe_every", "probe_samples", "probe_iterations"):
+        if getattr(args, option) < 1:
+            raise BenchError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+    known = suite.tasks.get("zeroshot", ())
+    datasets = split_list(args.probe_dataset)
+    unknown = [d for d in datasets if d not in known]
+    if unknown:
+        raise BenchError(f"--probe-dataset {unknown[0]!r} is not a zero-shot dataset of the {suite.name} suite "
+                         f"(known: {', '.join(known)})")
+    config = ProbeConfig(args.probe_every, args.probe_samples, args.probe_iterations, datasets=datasets)
+    return probe_for_suite(config, suite, base, eps, device)
