@@ -5,6 +5,7 @@
     <report-dir>/tradeoff.{png,svg}                 clean against robust, per encoder
     <report-dir>/datasets.{png,svg}                 per-dataset bars
     <report-dir>/training_curves.{png,svg}          when the report shows encoders trained on this machine
+    <report-dir>/anchor.{png,svg}                   for those trained with probes (`bench train --probe-every N`)
     <report-dir>/report.html                        with --html: all of it on one self-contained page
 """
 
@@ -19,7 +20,13 @@ from bench.report.render import legend, to_latex, to_markdown, write_csv
 from bench.report.sanity import flags_markdown
 from bench.report.select import Filters
 from bench.report.tables import ReportTable, build_table
-from bench.report.training import evaluated_checkpoints, find_training_runs, plot_training_curves, training_summary
+from bench.report.training import (
+    evaluated_checkpoints,
+    find_training_runs,
+    plot_anchor,
+    plot_training_curves,
+    training_summary,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,9 @@ def write_report(req: ReportRequest) -> tuple[ReportTable, list[Path]]:
     if runs:
         figures.append(Figure("training curves (dotted: embedding collapse)",
                               plot_training_curves(runs, out / "training_curves")[0]))
+    if any(r.probe is not None for r in runs):
+        figures.append(Figure("why the anchor matters: drift from the original encoder and zero-shot accuracy on "
+                              "the probe set during training", plot_anchor(runs, out / "anchor")[0]))
     written += [p for f in figures for p in (f.png, f.png.with_suffix(".svg"))]
     if req.html:
         page = build_html(tab, figures, training_summary(runs) if runs else None, gallery_images(req.store))

@@ -2,6 +2,8 @@
 
     $BENCH_CACHE/encoders/<name>-<suite>-<hash>/card.json      encoder, method, eps, config, final_health, ...
     $BENCH_CACHE/encoders/<name>-<suite>-<hash>/train_log.csv  step, lr, loss, adv_loss, cos_to_original, spread, ...
+    $BENCH_CACHE/encoders/<name>-<suite>-<hash>/probe_log.csv  step, dataset, clean_accuracy, robust_accuracy (when it
+                                                               was trained with `bench train --probe-every N`)
 
 A trained encoder belongs to a report when its card's sha256 is the checkpoint hash recorded in one of the
 report's run cards (``config.encoder_sha256``), so the curves are those of the weights that were evaluated.
@@ -27,6 +29,7 @@ class TrainingRun:
     directory: Path
     card: dict
     log: pd.DataFrame
+    probe: pd.DataFrame | None = None  # zero-shot accuracy on the probe set during training
 
     @property
     def label(self) -> str:
@@ -54,8 +57,17 @@ def find_training_runs(cache_root: Path, checkpoints: set[str]) -> list[Training
         except (OSError, json.JSONDecodeError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
             continue
         if "step" in log.columns and len(log):
-            found.append(TrainingRun(d, card, log))
+            found.append(TrainingRun(d, card, log, read_probe(d / "probe_log.csv")))
     return found
+
+
+def read_probe(path: Path) -> pd.DataFrame | None:
+    try:
+        probe = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+    needed = {"step", "dataset", "clean_accuracy", "robust_accuracy"}
+    return probe if needed <= set(probe.columns) and len(probe) else None
 
 
 def plot_training_curves(runs: list[TrainingRun], stem: Path) -> list[Path]:
@@ -75,6 +87,35 @@ def plot_training_curves(runs: list[TrainingRun], stem: Path) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
+    return save(fig, stem)
+
+
+def plot_anchor(runs: list[TrainingRun], stem: Path) -> list[Path]:
+    """Why the anchor matters: for the encoders trained with probes, the cosine of the clean embedding to the
+    original encoder's, the embedding spread, and probe zero-shot accuracy clean and under APGD at the training ε
+    (averaged over the probe datasets), against the training step."""
+    plt = pyplot()
+    probed = [r for r in runs if r.probe is not None]
+    fig, axes = plt.subplots(1, 4, figsize=(14.4, 3.2), squeeze=False)
+    for i, run in enumerate(probed):
+        name = run.card.get("encoder", run.directory.name)
+        label = f"{name}: {run.card.get('method_label', run.card.get('method'))}"
+        probe = run.probe.groupby("step")[["clean_accuracy", "robust_accuracy"]].mean().reset_index()
+        iterations = int(run.probe["iterations"].iloc[0]) if "iterations" in run.probe.columns else None
+        series = [(run.log["step"], run.log["cos_to_original"]), (run.log["step"], run.log["spread"]),
+                  (probe["step"], 100 * probe["clean_accuracy"]), (probe["step"], 100 * probe["robust_accuracy"])]
+        for ax, (x, y) in zip(axes[0], series):
+            ax.plot(x, y, color=f"C{i}", lw=1.2, label=label)
+    robust = f"robust (APGD-{iterations}, training ε)" if probed and iterations else "robust"
+    titles = ("cosine to the original embedding", "embedding spread", "probe accuracy, clean (%)",
+              f"probe accuracy, {robust} (%)")
+    for ax, title in zip(axes[0], titles):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return save(fig, stem)
 
 
