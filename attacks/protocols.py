@@ -53,6 +53,13 @@ class StagedProtocol:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def definition(self) -> dict:
+        """What decides the numbers (stages, iterations, restarts, losses, norm, …): the fields without the prose, so
+        rewording a description keeps a cell and any other edit gives a new one."""
+        out = asdict(self)
+        out.pop("description", None)
+        return out
+
 
 @dataclass(frozen=True)
 class Protocol(StagedProtocol):

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from attacks import ENGINE_VERSION
 from attacks.backends import check_backend, describe
 from attacks.registry import ATTACKS
 from attacks.sanity import SanityConfig, eps_sweeps
@@ -30,7 +31,7 @@ from bench.core.suite import Suite
 from bench.encoders.registry import ENCODERS
 from bench.sharding import Shards
 from bench.sharding import init as init_shards
-from bench.store import Store, git_sha, now_iso, versions
+from bench.store import Store, git_sha, is_dirty, now_iso, versions
 from bench.suites import get_suite
 from tasks.base import EvalContext, Metric
 from tasks.registry import TASKS, protocol_for
@@ -128,6 +129,15 @@ def plan(req: RunRequest) -> tuple[Suite, list[str], list[tuple[str, str]], list
     return suite, encoders, pairs, budgets
 
 
+def cell_config(req: RunRequest, suite: str, encoder_meta, task, dataset: str, protocol, eps: Eps, n_samples: int,
+                backend: str) -> CellConfig:
+    """The identity of one cell: what it measures and everything that produced it (see ``CellConfig``)."""
+    return CellConfig(suite, encoder_meta.name, encoder_meta.checkpoint_sha256, task.name, dataset, protocol.name,
+                      eps.value, eps.label, n_samples, req.seed, backend=backend, precision=req.precision,
+                      protocol=protocol.definition(), metric_definition=task.metric_definition,
+                      engine_version=ENGINE_VERSION)
+
+
 def run(req: RunRequest) -> pd.DataFrame:
     suite, encoder_names, pairs, budgets = plan(req)
     shards, device = init_shards(resolve_device(req.device))
@@ -152,10 +162,11 @@ def run(req: RunRequest) -> pd.DataFrame:
                     lambda task=task, dataset=dataset, n=n_samples: task.load(suite, dataset, n, req.seed))
             data = data_cache[(task_name, dataset)]
             for attack, eps in budgets:
-                cfg = CellConfig(suite.name, enc_name, encoder.meta.checkpoint_sha256, task_name, dataset, attack,
-                                 eps.value, eps.label, len(task.sample_ids(data)), req.seed,
-                                 backend=req.backend if attack != "none" else "native", precision=req.precision)
-                cells.append(Cell(cfg, task, data, encoder, protocol_for(task, attack, cfg.backend)))
+                backend = req.backend if attack != "none" else "native"
+                protocol = protocol_for(task, attack, backend)
+                cfg = cell_config(req, suite.name, encoder.meta, task, dataset, protocol, eps,
+                                  len(task.sample_ids(data)), backend)
+                cells.append(Cell(cfg, task, data, encoder, protocol))
         if shards.main:
             _print_plan(store, cells, encoder, device, batch_size, req, shards.world)
         if req.plan_only:
@@ -203,52 +214,66 @@ def _compute_cell(store: Store, cell: Cell, spec, device, batch_size: int, req: 
         status = shards.broadcast(_prepare(run, req, ids) if shards.main else None)
         if status == "complete":
             return run.rows()
-        card = run.card()
         done = run.done_ids()
-        remaining = [i for i, sid in enumerate(ids) if sid not in done]
-        todo = shards.mine(remaining)
-        started = card.get("started_at") or now_iso()
-        seconds_before = float(card.get("compute_seconds", 0.0))
-        card = {
-            "run_id": cell.cfg.run_id, "status": "running", "config": cell.cfg.as_dict(),
-            "encoder": cell.encoder.meta.as_dict(), "protocol": cell.protocol.as_dict(),
-            "protocol_summary": cell.protocol.summary(), "git_sha": git_sha(), "versions": versions(),
-            "device": str(device), "threads": torch.get_num_threads(), "started_at": started,
-            "compute_seconds": seconds_before, "batch_size": batch_size, "processes": shards.world,
-        }
+        todo = shards.mine([i for i, sid in enumerate(ids) if sid not in done])
+        card = _running_card(cell, run.card(), device, batch_size, shards)
         if shards.main:
             run.write_card(card)
         ctx = EvalContext(cell.protocol, cell.cfg.eps, cell.cfg.seed, device,
                           dev.attack_precision(cell.cfg.precision), cell.cfg.backend)
-        label = f"{cell.cfg.encoder} {cell.cfg.dataset} {cell.cfg.attack} {cell.cfg.eps_label}"
-        bar = tqdm(total=len(ids), initial=len(ids) - len(remaining), desc=label, unit="img", leave=False,
-                   disable=not (req.progress and shards.main), dynamic_ncols=True)
-        t0 = time.time()
-        with dev.precision_scope(cell.encoder, device, cell.cfg.precision):
-            for start in range(0, len(todo), batch_size):
-                rows = todo[start:start + batch_size]
-                records = cell.task.evaluate(cell.encoder, cell.data, rows, ctx)
-                run.write_batch(records)
-                card["compute_seconds"] = seconds_before + time.time() - t0
-                if shards.main:
-                    run.write_card(card)
-                bar.update(len(rows) * shards.world)
-        bar.close()
+        _compute_samples(cell, run, todo, ctx, batch_size, card, req, shards, already=len(done))
         shards.barrier()  # every rank's batch files are written
         if not shards.main:
             shards.barrier()  # rank 0 has merged them
             return run.rows()
-        records = run.records()
-        if len(records) != len(ids):
-            raise BenchError(f"run {cell.cfg.run_id} has {len(records)} of {len(ids)} samples after computing; "
-                             "its directory may have been modified concurrently")
-        metrics = cell.task.metrics(records, attacked=bool(cell.protocol.stages))
-        metrics += _sanity_checks(cell, records, ctx, card)
-        _gallery(cell, records, ctx, req.out)
-        rows = [_row(cell, spec, m, card) for m in metrics]
-        finished = run.finish(rows, card)
+        finished = run.finish(_metric_rows(cell, spec, run, ids, ctx, card, req), card)
         shards.barrier()
         return finished
+
+
+def _running_card(cell: Cell, stored: dict, device, batch_size: int, shards: Shards) -> dict:
+    """The card of a cell being computed: its configuration, encoder, protocol and provenance; compute time and
+    start carry over from an interrupted run of the same cell."""
+    return {
+        "run_id": cell.cfg.run_id, "status": "running", "config": cell.cfg.as_dict(),
+        "encoder": cell.encoder.meta.as_dict(), "protocol": cell.protocol.as_dict(),
+        "protocol_summary": cell.protocol.summary(), "git_sha": git_sha(), "versions": versions(),
+        "device": str(device), "threads": torch.get_num_threads(), "started_at": stored.get("started_at") or now_iso(),
+        "compute_seconds": float(stored.get("compute_seconds", 0.0)), "batch_size": batch_size,
+        "processes": shards.world,
+    }
+
+
+def _compute_samples(cell: Cell, run, todo: list[int], ctx: EvalContext, batch_size: int, card: dict,
+                     req: RunRequest, shards: Shards, already: int) -> None:
+    """This process's samples, batch by batch; each finished batch is stored (and the card's compute time
+    updated) before the next starts, so a kill loses at most one batch."""
+    total = len(cell.task.sample_ids(cell.data))
+    label = f"{cell.cfg.encoder} {cell.cfg.dataset} {cell.cfg.attack} {cell.cfg.eps_label}"
+    bar = tqdm(total=total, initial=already, desc=label, unit="img", leave=False,
+               disable=not (req.progress and shards.main), dynamic_ncols=True)
+    seconds_before, t0 = card["compute_seconds"], time.time()
+    with dev.precision_scope(cell.encoder, device=ctx.device, precision=cell.cfg.precision):
+        for start in range(0, len(todo), batch_size):
+            rows = todo[start:start + batch_size]
+            run.write_batch(cell.task.evaluate(cell.encoder, cell.data, rows, ctx))
+            card["compute_seconds"] = seconds_before + time.time() - t0
+            if shards.main:
+                run.write_card(card)
+            bar.update(len(rows) * shards.world)
+    bar.close()
+
+
+def _metric_rows(cell: Cell, spec, run, ids: list[str], ctx: EvalContext, card: dict, req: RunRequest) -> list[dict]:
+    """Rank 0, once every sample is stored: the task's metrics, the sanity checks, the gallery, as result rows."""
+    records = run.records()
+    if len(records) != len(ids):
+        raise BenchError(f"run {cell.cfg.run_id} has {len(records)} of {len(ids)} samples after computing; "
+                         "its directory may have been modified concurrently")
+    metrics = cell.task.metrics(records, attacked=bool(cell.protocol.stages))
+    metrics += _sanity_checks(cell, records, ctx, card)
+    _gallery(cell, records, ctx, req.out)
+    return [_row(cell, spec, m, card) for m in metrics]
 
 
 def _sanity_checks(cell: Cell, records: pd.DataFrame, ctx: EvalContext, card: dict) -> list[Metric]:
@@ -271,9 +296,9 @@ def _gallery(cell: Cell, records: pd.DataFrame, ctx: EvalContext, out: Path) -> 
 
 
 def _prepare(run, req: RunRequest, ids: list[str]) -> str:
-    """Rank 0, under the run's lock: "complete" when the stored result stands, else clear it if forced. A stored
-    run holding other samples than this request selects (the same dataset read from another source) is refused
-    rather than mixed in."""
+    """Rank 0, under the run's lock: "complete" when the stored result stands, else clear it if forced. Refused
+    rather than mixed in: a stored run holding other samples than this request selects (the same dataset read from
+    another source), or one computed by code or packages other than these (see ``reuse_problem``)."""
     if req.force:
         for path in run.samples_dir.glob("*.csv"):
             path.unlink()
@@ -282,7 +307,24 @@ def _prepare(run, req: RunRequest, ids: list[str]) -> str:
     if stray:
         raise BenchError(f"run {run.cfg.run_id} holds {len(stray)} sample(s) this request does not select (e.g. "
                          f"{sorted(stray)[0]}): the dataset was read from another source; --force recomputes it")
+    if run.done_ids():
+        problem = reuse_problem(run.card())
+        if problem:
+            raise BenchError(f"stored cell {run.cfg.run_id} {problem}; --force recomputes it")
     return "complete" if run.complete else "compute"
+
+
+def reuse_problem(card: dict) -> str | None:
+    """Why a stored cell (complete, or partial and about to be resumed) must not be reused by this process: it was
+    computed by uncommitted code other than this checkout's, or with other package versions. None if it may."""
+    stored_code, code = str(card.get("git_sha", "")), git_sha()
+    if is_dirty(stored_code) and stored_code != code:
+        return f"was computed by uncommitted code ({stored_code}) that is not this checkout's ({code})"
+    stored = card.get("versions") or {}
+    differ = [f"{k} {stored.get(k)} (now {v})" for k, v in versions().items() if k in stored and stored[k] != v]
+    if differ:
+        return f"was computed with {', '.join(differ)}"
+    return None
 
 
 def _row(cell: Cell, spec, metric, card: dict) -> dict:

@@ -12,6 +12,7 @@ file, and a lock per run directory keeps two processes from computing the same r
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -46,16 +47,27 @@ def now_iso() -> str:
 
 @lru_cache(maxsize=1)
 def git_sha() -> str:
-    """The commit of the code that produced a result ("+dirty" when the work tree had changes)."""
+    """The commit of the code that produced a result; with uncommitted changes, ``<sha>+dirty.<hash of the diff>``,
+    so two dirty states of one commit are told apart (a stored cell is reused only by the code that made it)."""
     root = Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
+        packages = ["--", "bench", "attacks", "tasks"]
+        digest = hashlib.sha256(subprocess.run(["git", "diff", "HEAD", *packages], cwd=root, capture_output=True,
+                                               timeout=10).stdout)
+        untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", *packages], cwd=root,
+                                   capture_output=True, text=True, timeout=10).stdout.split()
+        for name in sorted(untracked):  # a new module not yet added is a change too
+            digest.update(name.encode() + (root / name).read_bytes())
+        changed = digest.hexdigest() != hashlib.sha256(b"").hexdigest()
+        return sha + (f"+dirty.{digest.hexdigest()[:10]}" if changed else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return "unknown"  # not a git checkout (an installed package): its version is in versions()
+
+
+def is_dirty(code_version: str) -> bool:
+    return "+dirty" in str(code_version)
 
 
 @lru_cache(maxsize=1)

@@ -43,6 +43,7 @@ class EvalContext:
 class Task(Protocol):
     name: str
     headline_metric: str  # the metric report tables show
+    metric_definition: str  # what the metrics mean, in words; part of every cell's identity
 
     def load(self, suite, dataset: str, n_samples: int, seed: int) -> Any: ...
 

@@ -50,6 +50,8 @@ def load_micro(n_samples: int, seed: int, dataset: str = "micro-coco") -> Captio
 class CaptioningTask(VLMTask):
     name = "coco-captioning"
     headline_metric = "cider"
+    metric_definition = ("cider, bleu4, meteor, rouge_l: pycocoevalcap with its PTB tokenizer against all references; "
+                         "the worst caption over the attack's stages; 95 % seeded percentile bootstrap")
     description = "COCO-style captioning through a VLM: CIDEr (pycocoevalcap), clean and under the ensemble attack"
     output = "caption"
     score_column = "cider"

@@ -71,6 +71,8 @@ def with_targets(data: CaptionData, targets: tuple[str, ...]) -> TargetedData:
 class TargetedTask(VLMTask):
     name = "targeted"
     headline_metric = "success_rate"
+    metric_definition = ("success_rate: the target string appears in the adversarial output; mean iterations to "
+                         "success; 95 % Wilson")
     description = "targeted attack on a VLM's captions: the rate at which a target string appears in the output"
     output = "output"
     score_column = "missed"

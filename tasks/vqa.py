@@ -54,6 +54,9 @@ def load_micro(n_samples: int, seed: int, dataset: str = "micro-vqa") -> VQAData
 class VQATask(VLMTask):
     name = "vqav2"
     headline_metric = "vqa_accuracy"
+    metric_definition = ("vqa_accuracy: official answer normalisation, min(#matches/3, 1) averaged over the "
+                         "10-choose-9 annotator subsets; the worst answer over the attack's stages; 95 % seeded "
+                         "bootstrap")
     description = "VQAv2-style question answering through a VLM: VQA accuracy, clean and under the ensemble attack"
     output = "answer"
     score_column = "vqa_accuracy"

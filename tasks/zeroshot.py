@@ -42,6 +42,10 @@ def to_float(images_u8: np.ndarray, device) -> torch.Tensor:
 class ZeroShotTask:
     name = "zeroshot"
     headline_metric = "accuracy"
+    # part of every cell's identity: a change to what the metrics mean must not reuse cells computed under the old one
+    metric_definition = ("accuracy: correct on the clean image and on the attack's worst image (robust), or on the "
+                         "clean image (clean cell); clean_accuracy; logits 100·cos to the class embeddings (mean of "
+                         "the prompt ensemble, or logsumexp over prompts where the dataset says so); 95 % Wilson")
     description = "zero-shot classification accuracy (logits = 100·cos to prompt-ensemble class embeddings)"
 
     def __init__(self):

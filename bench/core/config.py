@@ -21,6 +21,11 @@ def safe_component(text: str) -> str:
 
 @dataclass(frozen=True)
 class CellConfig:
+    """Everything that produced a cell's numbers: the encoder (name and checkpoint hash), the data (suite, dataset,
+    sample count, seed), the attack (the protocol's full definition, not only its name, and the version of the
+    engine that ran it), and the task's definition of its metrics. Editing any of these gives a new run id, so
+    cells computed under an old meaning are never reused."""
+
     suite: str
     encoder: str
     encoder_sha256: str | None
@@ -33,6 +38,9 @@ class CellConfig:
     seed: int
     backend: str = "native"
     precision: str = "fp32"
+    protocol: dict | None = None  # the protocol's stages, iterations, restarts, losses, norm
+    metric_definition: str = ""  # the task's definition of what its metrics measure
+    engine_version: str = ""  # attacks.ENGINE_VERSION: bumped whenever a change can move an attack's numbers
 
     def as_dict(self) -> dict:
         return asdict(self)
