@@ -245,3 +245,23 @@ def test_step_time_is_measured_on_a_copy(tmp_path, micro_clip, tiny_data):
     assert measure_step_seconds(run) > 0
     assert all(torch.equal(v, run.student.state_dict()[k]) for k, v in before.items())
     assert not run.opt.state  # no optimiser step was taken
+
+
+@pytest.mark.slow
+def test_health_every_n_steps_leaves_the_weights_alone(tmp_path, micro_clip, tiny_data):
+    """Health figures cost a forward pass; checked every 2 steps (and at the last), the others are left empty and the
+    weights are those of a run that checks every step."""
+    from bench.train.loop import train
+
+    sparse = train(tiny_config("fare", steps=3, health_every=2), micro_clip, tiny_data, tmp_path / "sparse",
+                   device=torch.device("cpu"), progress=False)
+    train(tiny_config("fare", steps=3), micro_clip, tiny_data, tmp_path / "dense", device=torch.device("cpu"),
+          progress=False)
+    a = load_tensors(tmp_path / "sparse" / "visual.safetensors")
+    b = load_tensors(tmp_path / "dense" / "visual.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = [line.split(",") for line in (tmp_path / "sparse" / "train_log.csv").read_text().splitlines()[1:]]
+    cosine = [r[4] for r in rows]
+    assert cosine[0] == "" and cosine[1] and cosine[2]  # steps 2 and 3 (the last) are checked
+    assert sparse.card["final_health"]["cos_to_original"] is not None
+    assert tiny_config(health_every=2).hash == tiny_config().hash  # operational: not part of the weights' identity

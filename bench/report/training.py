@@ -78,7 +78,8 @@ def plot_training_curves(runs: list[TrainingRun], stem: Path) -> list[Path]:
         for i, run in enumerate(runs):
             if column not in run.log.columns:
                 continue
-            ax.plot(run.log["step"], run.log[column], color=f"C{i}", label=run.label, lw=1.2)
+            points = run.log[["step", column]].dropna()  # health figures are logged every `health_every` steps
+            ax.plot(points["step"], points[column], color=f"C{i}", label=run.label, lw=1.2)
             collapsed = run.card.get("collapsed_at_step")
             if collapsed is not None:
                 ax.axvline(collapsed, color=f"C{i}", ls=":", lw=1)
@@ -102,7 +103,8 @@ def plot_anchor(runs: list[TrainingRun], stem: Path) -> list[Path]:
         label = f"{name}: {run.card.get('method_label', run.card.get('method'))}"
         probe = run.probe.groupby("step")[["clean_accuracy", "robust_accuracy"]].mean().reset_index()
         iterations = int(run.probe["iterations"].iloc[0]) if "iterations" in run.probe.columns else None
-        series = [(run.log["step"], run.log["cos_to_original"]), (run.log["step"], run.log["spread"]),
+        health = run.log[["step", "cos_to_original", "spread"]].dropna()
+        series = [(health["step"], health["cos_to_original"]), (health["step"], health["spread"]),
                   (probe["step"], 100 * probe["clean_accuracy"]), (probe["step"], 100 * probe["robust_accuracy"])]
         for ax, (x, y) in zip(axes[0], series):
             ax.plot(x, y, color=f"C{i}", lw=1.2, label=label)

@@ -14,7 +14,7 @@ from bench.core.errors import BenchError
 from bench.train.objectives import OBJECTIVES
 
 # fields that change how a run is carried out but not the weights it produces
-OPERATIONAL_FIELDS = ("checkpoint_every", "grad_checkpointing")
+OPERATIONAL_FIELDS = ("checkpoint_every", "grad_checkpointing", "health_every")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class TrainConfig:
     seed: int = 0
     grad_checkpointing: bool = False
     checkpoint_every: int = 50
+    # steps between health figures (cosine to the original, spread): one extra forward pass of the batch each time
+    health_every: int = 1
 
     @property
     def eps(self) -> float:
@@ -67,7 +69,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         OBJECTIVES.canonical(self.method)  # a one-line "unknown training objective … did you mean" otherwise
-        for name in ("steps", "batch_size", "inner_steps", "grad_accum", "n_train", "checkpoint_every"):
+        for name in ("steps", "batch_size", "inner_steps", "grad_accum", "n_train", "checkpoint_every", "health_every"):
             if getattr(self, name) < 1:
                 raise BenchError(f"training option {name} must be at least 1, got {getattr(self, name)}")
         if self.batch_size % self.grad_accum:

@@ -26,8 +26,8 @@ def cosine_to_original(emb: torch.Tensor, original: torch.Tensor) -> float:
 @dataclass
 class CollapseMonitor:
     """Flags collapse when the spread falls below ``spread_ratio`` × its value for the original encoder, or the
-    cosine to the original falls below ``min_cosine``, for ``patience`` consecutive steps; notes the first step
-    whose cosine is below ``drift_cosine``. Methods that do not mean to stay near the original embedding (TeCoA)
+    cosine to the original falls below ``min_cosine``, for ``patience`` consecutive health checks; notes the first
+    step whose cosine is below ``drift_cosine``. Methods that do not mean to stay near the original embedding (TeCoA)
     are watched by their spread only."""
 
     spread_ratio: float = 0.35

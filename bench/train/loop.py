@@ -160,7 +160,8 @@ def _restore(run: TrainingState) -> None:
     run.log_rows = [dict(zip(LOG_FIELDS, row)) for row in state["log"]]
     run.monitor.reference_spread = float(state["reference_spread"])
     for row in run.log_rows:
-        run.monitor.update(int(row["step"]), row["spread"], row["cos_to_original"])
+        if row["spread"] is not None:
+            run.monitor.update(int(row["step"]), row["spread"], row["cos_to_original"])
 
 
 def _train_step(run: TrainingState, step: int) -> dict:
@@ -184,29 +185,34 @@ def _train_step(run: TrainingState, step: int) -> dict:
     grad_norm = float(torch.nn.utils.clip_grad_norm_(run.student.parameters(), float("inf")))
     run.opt.step()
     run.opt.zero_grad(set_to_none=True)
+    checked = (step + 1) % cfg.health_every == 0 or step + 1 == cfg.steps
     return {"step": step + 1, "lr": lr_at(step, cfg), "grad_norm": grad_norm,
-            **_health(run, loss_sum / cfg.grad_accum, x, emb_adv, batch)}
+            **_health(run, loss_sum / cfg.grad_accum, x, emb_adv, batch, checked)}
 
 
-def _health(run: TrainingState, loss: float, x, emb_adv, batch) -> dict:
-    """Loss, inner loss, cosine of the clean embedding to the original's and its spread, after the update
-    (averaged over processes)."""
+def _health(run: TrainingState, loss: float, x, emb_adv, batch, checked: bool) -> dict:
+    """Loss and inner loss (free: from the step's own passes) and, on the steps that check health, the cosine of
+    the clean embedding to the original's and its spread after the update (one more forward pass); averaged over
+    processes. Unchecked steps leave those two figures empty."""
     with torch.no_grad():
-        emb_clean = run.student(x)
         rows = torch.arange(len(x), device=run.device)
-        adv_loss = run.objective.inner_loss(emb_adv, batch, rows).mean()
-        target = batch.target if batch.target is not None else run.original(x)
-        figures = torch.tensor([loss, float(adv_loss), cosine_to_original(emb_clean, target),
-                                embedding_spread(emb_clean)])
+        figures = [loss, float(run.objective.inner_loss(emb_adv, batch, rows).mean())]
+        if checked:
+            emb_clean = run.student(x)
+            figures += [cosine_to_original(emb_clean, batch.target), embedding_spread(emb_clean)]
+        figures = torch.tensor(figures)
     if run.dist.world > 1:
         torch_dist.all_reduce(figures)
         figures /= run.dist.world
-    return dict(zip(("loss", "adv_loss", "cos_to_original", "spread"), (float(v) for v in figures)))
+    values = [float(v) for v in figures] + [None, None][: 4 - len(figures)]
+    return dict(zip(("loss", "adv_loss", "cos_to_original", "spread"), values))
 
 
 def _watch(run: TrainingState, row: dict) -> bool:
     """Feed the collapse monitor; warn once on drift and on collapse. True when collapse was just detected."""
     name = run.cfg.encoder_name
+    if row["spread"] is None:  # not a health-check step
+        return False
     drifted_before = run.monitor.drifted_at is not None
     newly = run.monitor.update(row["step"], row["spread"], row["cos_to_original"])
     if run.dist.main and not drifted_before and run.monitor.drifted_at is not None:
@@ -335,8 +341,9 @@ def train(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, *, device: t
         row["seconds"] = round(time.time() - wall0, 2)
         run.log_rows.append(row)
         newly = _watch(run, row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", cos=f"{row['cos_to_original']:.3f}",
-                        spread=f"{row['spread']:.4f}")
+        if row["spread"] is not None:
+            bar.set_postfix(loss=f"{row['loss']:.3f}", cos=f"{row['cos_to_original']:.3f}",
+                            spread=f"{row['spread']:.4f}")
         if probe is not None and probe.due(step + 1, cfg.steps):
             probe.measure(run.student, step + 1)
             probe.write(run.out_dir / PROBE_FILE)
