@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args) -> int:
     from bench.core.eps import parse_eps
     from bench.report import table, to_markdown
+    from bench.report.render import legend
     from bench.runner import RunRequest, run
 
     req = RunRequest(
@@ -97,7 +98,9 @@ def cmd_run(args) -> int:
     rows = run(req)
     if args.plan or int(os.environ.get("RANK", "0")) != 0:
         return 0
-    print(to_markdown(table(rows)), end="")
+    tab = table(rows, ci="wilson")  # n is small on a CPU: the interval is part of the number
+    print(to_markdown(tab), end="")
+    print("".join(f"- {note}\n" for note in legend(tab)), end="")
     print(f"results in {args.out}/runs; `bench report --out {args.out}` for tables and plots")
     return 0
 

@@ -175,6 +175,14 @@ def _notes(head: pd.DataFrame, layout) -> list[str]:
     return notes
 
 
+def _method_notes(head: pd.DataFrame) -> list[str]:
+    """What each robust encoder shown is, in the words of its method (e.g. which Sim-CLIP)."""
+    from bench.encoders.registry import method_label
+
+    pairs = head[head["method"].astype(str) != "clip"].drop_duplicates("encoder")[["encoder", "method"]]
+    return [f"{r.encoder}: {method_label(str(r.method))}" for r in pairs.itertuples()]
+
+
 def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | None = None,
                 store_root: Path | None = None) -> ReportTable:
     """The report table from tidy rows (all rows of a store, or those a run returned)."""
@@ -193,7 +201,7 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
     layout = _task_layout(suite, head)
     columns = _columns(head, layout)
     encoders = encoder_order(head["encoder"])
-    notes = _notes(head, layout) + mixed_sample_sets(head)
+    notes = _notes(head, layout) + _method_notes(head) + mixed_sample_sets(head)
     cell_values = {(r.encoder, r.task, r.dataset, str(r.eps_str)): float(r.value) for r in head.itertuples()}
     cell_ci = _intervals(head, ci, store_root, notes)
     flag_list = failed_flags(rows, store_root)
