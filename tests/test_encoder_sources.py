@@ -4,6 +4,7 @@ micro base, and every bad input as one line with exit status 2 (offline; a fake 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import open_clip
 import pytest
@@ -158,3 +159,29 @@ def test_bad_input_is_one_line_and_exit_2(args, message, hub, tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(err) == 1
     assert re.search(message, err[0]), err[0]
+
+
+def test_a_tower_goes_onto_the_base_named_by_base(hub, tmp_path, monkeypatch):
+    """`--base ARCH/hf-hub:ORG/REPO`: the architecture is open_clip's (a tiny one registered here), the weights the
+    repository's; the tower replaces the image tower, the text tower stays the base's."""
+    builtin = open_clip.get_model_config
+    monkeypatch.setattr(open_clip, "get_model_config", lambda name: dict(TINY_CFG) if name == "Tiny-ViT" else
+                        builtin(name))
+    base_model, tuned = tiny_clip(1, quick_gelu=False), tiny_clip(2, quick_gelu=False)
+    open_clip_repo(hub, "someone/base", base_model)
+    tower = tmp_path / "tower.pt"
+    torch.save(tuned.visual.state_dict(), tower)
+    spec = resolve_encoder(f"mine={tower}", base="Tiny-ViT/hf-hub:someone/base")
+    enc = micro_encoder(spec, "cpu")
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(enc(x), tuned.visual((x - mean) / std), atol=1e-5)
+        text = enc.tokenizer(["one red ring."])
+        assert torch.allclose(enc.encode_text(["one red ring."]),
+                              torch.nn.functional.normalize(base_model.encode_text(text), dim=-1), atol=1e-5)
+    assert enc.meta.arch == "Tiny-ViT"
+    assert enc.meta.source == f"{tower} on hf-hub:someone/base/open_clip_pytorch_model.bin"
+    with pytest.raises(BenchError, match="the micro recipe fine-tunes the committed micro CLIP"):
+        micro_encoder(replace(resolve_encoder("fare4=train"), base=spec.base), "cpu")

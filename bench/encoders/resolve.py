@@ -67,7 +67,8 @@ def _named_source(text: str, base: str | None) -> EncoderSpec:
     name = ENCODERS.canonical(name)  # an alias (fare) replaces the checkpoint of the name it stands for (fare4)
     if not isinstance(source, Trained):
         print(f"note: {name} here is your checkpoint {source}, not the registry's; its rows carry that checkpoint's "
-              f"sha256 and source, so they never merge with the registry's {name}", file=sys.stderr)
+              f"sha256 and source, so they never merge with the registry's {name} (unless it is the same file)",
+              file=sys.stderr)
     return replace(ENCODERS.get(name), name=name, source=source, base=base)
 
 
