@@ -150,7 +150,9 @@ def eps_sweeps(rows: pd.DataFrame, git_sha: str, now: str) -> list[DerivedRun]:
     ``sanity:eps-monotone``; its card names the two cells compared and holds the details under "sanity"."""
     acc = rows[rows["metric"] == "accuracy"]
     out = []
-    for _, group in acc.groupby(SWEEP_KEY, sort=False):
+    # two checkpoints under one name (``fare4`` and ``fare4=my.pt``) are two sweeps, never one
+    key = SWEEP_KEY + [c for c in ("encoder_sha256",) if c in acc.columns]
+    for _, group in acc.groupby(key, sort=False):
         clean = group[group["attack"] == "none"]
         for _, attacked in group[group["attack"] != "none"].groupby(PROTOCOL_KEY, sort=False):
             cells = pd.concat([clean, attacked]).drop_duplicates("run_id")

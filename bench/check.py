@@ -15,6 +15,11 @@ is compared with the same cell re-computed now (or read from a results directory
   comparable);
 - a sanity check that passed in the baseline now fails.
 
+An encoder is its name and its checkpoint (``encoder_sha256``): a baseline cell is compared with the same cell of the
+same checkpoint. When the results hold that name with another checkpoint only (a retrained encoder), it is compared
+with that one and a note names both checkpoints and their sources; when they hold several other checkpoints under
+the name (``fare4`` and ``fare4=my.pt``), the cell is not compared with any of them and fails as ambiguous.
+
 Tolerance: ``sigmas`` × NOISE_RATIO × the binomial standard deviation sqrt(p(1−p)/n) of a proportion, with p
 shrunk as (k+1)/(n+2) so that a cell at 0 % or 100 % still tolerates a sample or two. NOISE_RATIO is the measured
 seed-to-seed standard deviation over the binomial one (scripts/measure_noise.py; figures in the README). A row of the
@@ -32,7 +37,7 @@ import pandas as pd
 
 from bench.core.errors import BenchError, NeedsTraining
 from bench.report.metrics import SANITY_PREFIX, headline_rows, style
-from bench.report.select import CELL_KEY
+from bench.report.select import CELL_KEY, with_checkpoint_columns
 from bench.store import ROW_COLUMNS, read_rows
 
 DEFAULT_SIGMAS = 3.0
@@ -41,6 +46,8 @@ PROTOCOL_COLUMNS = ["protocol", "steps", "restarts", "precision"]
 SAMPLE_COLUMNS = ["n_samples", "seed"]
 # a baseline may hold the same cell on several sample sets (e.g. a small one for a quick test), so they are keys
 CHECK_KEY = CELL_KEY + SAMPLE_COLUMNS
+# the same cell whatever checkpoint measured it: how a refreshed baseline row replaces the old one
+ANY_CHECKPOINT_KEY = [c for c in CHECK_KEY if c != "encoder_sha256"]
 
 
 def tolerance(value: float, n: int, sigmas: float = DEFAULT_SIGMAS, ratio: float = NOISE_RATIO) -> float:
@@ -83,6 +90,7 @@ def read_baseline(path: Path) -> pd.DataFrame:
 
 
 def latest_per_sample_set(rows: pd.DataFrame) -> pd.DataFrame:
+    rows = with_checkpoint_columns(rows)
     return rows.sort_values(["started_at", "run_id"]).drop_duplicates(CHECK_KEY, keep="last")
 
 
@@ -128,23 +136,47 @@ def _differences(base, cur, columns: list[str]) -> list[str]:
             if str(getattr(base, c)) != str(getattr(cur, c))]
 
 
+def _key(row, columns: list[str]) -> tuple:
+    return tuple(str(getattr(row, k)) for k in columns)
+
+
+def _counterpart(b, index: dict, any_checkpoint: dict) -> tuple[object | None, str]:
+    """The current row to compare baseline row ``b`` with, or (None, why not): the same checkpoint's, else the one
+    other checkpoint the results hold under the name; several others are ambiguous."""
+    c = index.get(_key(b, CHECK_KEY))
+    if c is not None:
+        return c, ""
+    others = any_checkpoint.get(_key(b, ANY_CHECKPOINT_KEY), [])
+    if len(others) == 1:
+        return others[0], ""
+    if others:
+        shas = ", ".join(str(o.encoder_sha256)[:12] or "unknown" for o in others)
+        return None, (f"ambiguous: the results hold {len(others)} other checkpoints under {b.encoder} ({shas}), none "
+                      f"the baseline's ({str(b.encoder_sha256)[:12] or 'unknown'}); keep one per name")
+    return None, ""
+
+
 def compare(baseline: pd.DataFrame, current: pd.DataFrame, sigmas: float = DEFAULT_SIGMAS) -> list[CellResult]:
     base = compared_rows(baseline)
-    cur = latest_per_sample_set(current) if len(current) else current
-    index = {tuple(getattr(r, k) for k in CHECK_KEY): r for r in cur.itertuples()}
-    elsewhere = {}  # the same cell on other sample sets, to say why a cell is missing
+    cur = latest_per_sample_set(current) if len(current) else with_checkpoint_columns(current)
+    index = {_key(r, CHECK_KEY): r for r in cur.itertuples()}
+    any_checkpoint: dict[tuple, list] = {}
     for r in cur.itertuples():
-        elsewhere.setdefault(tuple(getattr(r, k) for k in CELL_KEY), []).append(f"n={r.n_samples} seed={r.seed}")
+        any_checkpoint.setdefault(_key(r, ANY_CHECKPOINT_KEY), []).append(r)
+    elsewhere = {}  # the same cell on other sample sets, to say why a cell is missing
+    cell_key = [k for k in CELL_KEY if k != "encoder_sha256"]
+    for r in cur.itertuples():
+        elsewhere.setdefault(_key(r, cell_key), []).append(f"n={r.n_samples} seed={r.seed}")
     results = []
     for b in base.itertuples():
         is_sanity = str(b.metric).startswith(SANITY_PREFIX)
         tol = 0.0 if is_sanity else cell_tolerance(b, sigmas)
-        c = index.get(tuple(getattr(b, k) for k in CHECK_KEY))
+        c, ambiguous = _counterpart(b, index, any_checkpoint)
         head = (b.encoder, b.task, b.dataset, b.attack, str(b.eps_str), b.metric, int(b.n_samples), float(b.value))
         if c is None:
-            other = elsewhere.get(tuple(getattr(b, k) for k in CELL_KEY))
-            why = f"not comparable: the results have it only with {', '.join(other)}" if other else \
-                "missing from the current results"
+            other = sorted(set(elsewhere.get(_key(b, cell_key), [])))
+            why = ambiguous or (f"not comparable: the results have it only with {', '.join(other)}" if other else
+                                "missing from the current results")
             results.append(CellResult(*head, math.nan, tol, False, why))
             continue
         if float(b.eps) > 0 and _differences(b, c, PROTOCOL_COLUMNS):
@@ -161,11 +193,14 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, sigmas: float = DEFAU
 def _requests(baseline: pd.DataFrame, out: Path, allow_training: bool, device: str, progress: bool):
     """The runs that recompute the baseline's cells: one per (suite, encoder, sample set, precision, attack)."""
     from bench.core.eps import parse_eps
+    from bench.encoders.registry import ENCODERS
     from bench.runner import RunRequest
 
     reqs = []
     for (suite, enc, seed, n, precision), group in baseline.groupby(
             ["suite", "encoder", "seed", "n_samples", "precision"], sort=False):
+        if enc not in ENCODERS:
+            continue  # an external encoder: nothing here knows how to load it again (see ``rerun``)
         attacked = group[group["eps"] > 0]
         attacks = list(dict.fromkeys(attacked["attack"])) or ["none"]
         for attack in attacks:
@@ -182,9 +217,12 @@ def rerun(baseline: pd.DataFrame, out: Path, *, allow_training: bool = False, de
           progress: bool = False) -> tuple[pd.DataFrame, dict[str, str]]:
     """Recompute every baseline cell into ``out`` (forced: a cached cell from older code would prove nothing).
     Returns the rows and, per encoder that could not run (untrained, training not allowed), the reason."""
+    from bench.encoders.registry import ENCODERS
     from bench.runner import run
 
-    frames, skipped = [], {}
+    frames = []
+    skipped = {enc: f"{enc} is not a registered encoder, so a re-run cannot load it; run it yourself and check "
+               "with --results DIR" for enc in dict.fromkeys(baseline["encoder"]) if enc not in ENCODERS}
     for req in _requests(baseline, out, allow_training, device, progress):
         if req.encoders[0] in skipped:
             continue
@@ -196,40 +234,55 @@ def rerun(baseline: pd.DataFrame, out: Path, *, allow_training: bool = False, de
 
 
 def with_checkpoints(rows: pd.DataFrame, store_root: Path) -> pd.DataFrame:
-    """``rows`` with an ``encoder_sha256`` column: each encoder's checkpoint hash from its run cards ("" when the
-    cards do not say or disagree). Derived runs (cross-cell sanity checks) have no checkpoint of their own."""
+    """``rows`` with their checkpoint columns, filled from the run cards where the rows predate them (a derived run,
+    a cross-cell sanity check, has no checkpoint of its own and keeps "")."""
     from bench.report.sanity import read_card
+    from bench.store import card_checkpoint
 
-    shas: dict[str, set] = {}
-    for enc, run_id in rows[["encoder", "run_id"]].drop_duplicates().itertuples(index=False):
-        sha = read_card(store_root, run_id).get("config", {}).get("encoder_sha256")
-        if sha:
-            shas.setdefault(enc, set()).add(sha)
-    out = rows.copy()
-    out["encoder_sha256"] = [next(iter(shas[e])) if len(shas.get(e, ())) == 1 else "" for e in out["encoder"]]
+    out = with_checkpoint_columns(rows).copy()
+    for i, run_id in out.loc[out["encoder_sha256"] == "", "run_id"].items():
+        sha, source = card_checkpoint(read_card(store_root, run_id))
+        out.loc[i, "encoder_sha256"] = sha
+        out.loc[i, "encoder_source"] = out.loc[i, "encoder_source"] or source
     return out
 
 
 def checkpoint_notes(baseline: pd.DataFrame, current: pd.DataFrame) -> list[str]:
     """A changed checkpoint is not itself a regression (a trained encoder need not be bit-identical on another
-    machine), but it explains moved numbers and says the baseline may be stale."""
-    if "encoder_sha256" not in baseline.columns or "encoder_sha256" not in current.columns:
-        return []
-    before = baseline.groupby("encoder")["encoder_sha256"].first().to_dict()
-    now = current.groupby("encoder")["encoder_sha256"].first().to_dict()
-    return [f"note: {enc}'s checkpoint differs from the baseline's ({str(before[enc])[:12]} → {str(sha)[:12]}); "
-            "refresh the baseline if that change is intended" for enc, sha in now.items()
-            if enc in before and isinstance(before[enc], str) and before[enc] and sha and sha != before[enc]]
+    machine), but it explains moved numbers and says the baseline may be stale. Said when the results hold the name
+    with exactly one checkpoint and it is not the baseline's."""
+    baseline, current = with_checkpoint_columns(baseline), with_checkpoint_columns(current)
+    notes = []
+    for enc, group in current.groupby("encoder", sort=False):
+        now = group.drop_duplicates("encoder_sha256")
+        before = baseline.loc[(baseline["encoder"] == enc) & (baseline["encoder_sha256"] != ""),
+                              ["encoder_sha256", "encoder_source"]].drop_duplicates("encoder_sha256")
+        if len(now) != 1 or before.empty or now["encoder_sha256"].iloc[0] in set(before["encoder_sha256"]):
+            continue
+        sha, source = now["encoder_sha256"].iloc[0], now["encoder_source"].iloc[0]
+        was, was_source = before["encoder_sha256"].iloc[0], before["encoder_source"].iloc[0]
+        if sha:
+            sources = f"; source {was_source or 'unknown'} → {source or 'unknown'}" if was_source != source else ""
+            notes.append(f"note: {enc}'s checkpoint differs from the baseline's ({was[:12]} → {sha[:12]}{sources}); "
+                         "refresh the baseline if that change is intended")
+    return notes
 
 
 def merge_baseline(baseline: pd.DataFrame | None, new_rows: pd.DataFrame) -> pd.DataFrame:
     """The baseline with ``new_rows``' cells replacing the same cells (other cells kept)."""
     new_rows = latest_per_sample_set(new_rows)
+    known = new_rows[new_rows["encoder_sha256"] != ""]
+    several = known.groupby("encoder")["encoder_sha256"].nunique()
+    if (several > 1).any():
+        names = ", ".join(several[several > 1].index)
+        raise BenchError(f"the new rows hold several checkpoints under {names}; a baseline keeps one per name "
+                         "(select the rows of one with --encoder from a results directory holding only it)")
     if baseline is None or baseline.empty:
         merged = new_rows
-    else:
-        keys = set(map(tuple, new_rows[CHECK_KEY].astype(str).to_numpy()))
-        keep = [tuple(r) not in keys for r in baseline[CHECK_KEY].astype(str).to_numpy()]
+    else:  # a refreshed cell replaces the old one whatever checkpoint measured it
+        baseline = with_checkpoint_columns(baseline)
+        keys = set(map(tuple, new_rows[ANY_CHECKPOINT_KEY].astype(str).to_numpy()))
+        keep = [tuple(r) not in keys for r in baseline[ANY_CHECKPOINT_KEY].astype(str).to_numpy()]
         merged = pd.concat([baseline[keep], new_rows], ignore_index=True)
-    columns = ROW_COLUMNS + [c for c in ("encoder_sha256", "tolerance") if c in merged.columns]
+    columns = ROW_COLUMNS + [c for c in ("tolerance",) if c in merged.columns]
     return merged[columns].sort_values(["suite", "encoder", "task", "dataset", "eps", "attack", "metric"])

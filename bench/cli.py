@@ -15,7 +15,12 @@ from bench.options import split_list
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default="micro", help="suite to run (default: micro; see `bench list suites`)")
     p.add_argument("--encoder", action="append", metavar="NAME",
-                   help="encoder(s), repeatable or comma-separated (default: clip; see `bench list encoders`)")
+                   help="encoder(s), repeatable or comma-separated (default: clip; see `bench list encoders`): a "
+                   "registered NAME, hf-hub:ORG/REPO (any whole open_clip CLIP, named ORG/REPO in tables) or "
+                   "NAME=SOURCE (SOURCE: an image-tower file, a URL, hf-hub:ORG/REPO[/FILE] or train)")
+    p.add_argument("--base", metavar="ARCH/TAG",
+                   help="what NAME=SOURCE towers go onto: micro, ARCH/TAG (ViT-B-32/openai) or ARCH/hf-hub:ORG/REPO "
+                   "(default: the suite's base)")
     p.add_argument("--attack", default="apgd", metavar="NAME",
                    help="attack protocol (default: apgd; `none` = clean only; see `bench list attacks`)")
     p.add_argument("--eps", action="append", metavar="EPS",
@@ -74,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
 
-    p = sub.add_parser("list", help="list encoders, attacks, tasks, suites and training objectives")
-    p.add_argument("what", nargs="?", choices=["encoders", "attacks", "tasks", "suites", "objectives"],
+    p = sub.add_parser("list", help="list encoders, attacks, tasks, suites, training objectives and encoder sources")
+    p.add_argument("what", nargs="?", choices=["encoders", "attacks", "tasks", "suites", "objectives", "sources"],
                    help="one kind only")
     return parser
 
@@ -93,7 +98,7 @@ def cmd_run(args) -> int:
         device=args.device, batch_size=args.batch_size, force=args.force, allow_training=not args.no_train,
         progress=not args.no_progress, precision=args.precision, backend=args.attack_backend,
         data_root=args.data_root,
-        encoder_weights=tuple(args.encoder_weights or ()), plan_only=args.plan,
+        encoder_weights=tuple(args.encoder_weights or ()), plan_only=args.plan, base=args.base,
     )
     rows = run(req)
     if args.plan or int(os.environ.get("RANK", "0")) != 0:

@@ -42,6 +42,7 @@ def _plain_entries(entries: list[Entry]) -> list[tuple[str, str]]:
 def listing(what: str | None = None) -> str:
     from attacks.registry import ATTACKS
     from bench.encoders.registry import ENCODERS
+    from bench.encoders.sources import SOURCES
     from bench.suites import SUITES
     from bench.train.objectives import OBJECTIVES
     from tasks.registry import TASKS
@@ -53,6 +54,7 @@ def listing(what: str | None = None) -> str:
         "tasks": ("tasks", TASKS, _plain),
         "suites": ("suites", SUITES, _plain),
         "objectives": ("training objectives", OBJECTIVES, _plain),
+        "sources": ("encoder sources (--encoder NAME=SOURCE)", SOURCES, _plain),
     }
     out = []
     for kind, (title, registry, describe) in kinds.items():

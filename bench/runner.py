@@ -28,7 +28,7 @@ from bench.core.config import CellConfig
 from bench.core.eps import Eps
 from bench.core.errors import BenchError
 from bench.core.suite import Suite
-from bench.encoders.registry import ENCODERS
+from bench.encoders.resolve import resolve_encoders
 from bench.sharding import Shards
 from bench.sharding import init as init_shards
 from bench.store import Store, git_sha, is_dirty, now_iso, versions
@@ -42,7 +42,8 @@ CLEAN = Eps(0.0, "0")
 @dataclass(frozen=True)
 class RunRequest:
     suite: str = "micro"
-    encoders: tuple[str, ...] = ("clip",)
+    # registered names, hf-hub:ORG/REPO, NAME=SOURCE (bench/encoders/resolve.py), or EncoderSpecs (the Python API)
+    encoders: tuple = ("clip",)
     attack: str = "apgd"
     eps: tuple[Eps, ...] = ()
     tasks: tuple[str, ...] = ()
@@ -60,6 +61,7 @@ class RunRequest:
     data_root: Path | None = None  # paper suites: where local datasets are (else the hub cache)
     encoder_weights: tuple[str, ...] = ()  # paper suites: NAME=PATH|URL|hf-hub:…|train
     plan_only: bool = False  # print the plan (cost estimate) and stop
+    base: str | None = None  # --base: what NAME=SOURCE towers go onto (default: the suite's base)
 
 
 @dataclass
@@ -84,8 +86,8 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _validate(req: RunRequest, suite: Suite) -> tuple[list[str], list[str], list[str]]:
-    encoders = list(dict.fromkeys(ENCODERS.canonical(e) for e in req.encoders))
+def _validate(req: RunRequest, suite: Suite) -> tuple[list, list[str], list[str]]:
+    encoders = resolve_encoders(req.encoders, req.base)
     tasks = list(dict.fromkeys(TASKS.canonical(t) for t in req.tasks)) or list(suite.default_tasks)
     for t in tasks:
         if t not in suite.tasks:
@@ -118,7 +120,7 @@ def suite_options(req: RunRequest) -> dict:
     return {k: v for k, v in options.items() if v}
 
 
-def plan(req: RunRequest) -> tuple[Suite, list[str], list[tuple[str, str]], list[tuple[str, Eps]]]:
+def plan(req: RunRequest) -> tuple[Suite, list, list[tuple[str, str]], list[tuple[str, Eps]]]:
     """Validate a request and list what it will compute, before anything expensive happens."""
     suite = get_suite(req.suite, **suite_options(req))
     encoders, tasks, datasets = _validate(req, suite)
@@ -139,7 +141,7 @@ def cell_config(req: RunRequest, suite: str, encoder_meta, task, dataset: str, p
 
 
 def run(req: RunRequest) -> pd.DataFrame:
-    suite, encoder_names, pairs, budgets = plan(req)
+    suite, encoder_specs, pairs, budgets = plan(req)
     shards, device = init_shards(resolve_device(req.device))
     dev.check_precision(req.precision, device)
     store = Store(req.out)
@@ -147,8 +149,7 @@ def run(req: RunRequest) -> pd.DataFrame:
     data_cache: dict[tuple[str, str], object] = {}
     results = []
 
-    for enc_name in encoder_names:
-        spec = ENCODERS.get(enc_name)
+    for spec in encoder_specs:
         # rank 0 first: it downloads (or trains) what is missing, the others then read it from the cache
         encoder = shards.rank0_first(lambda spec=spec: suite.load_encoder(
             spec, str(device), allow_training=req.allow_training and shards.world == 1, progress=req.progress))
@@ -338,4 +339,5 @@ def _row(cell: Cell, spec, metric, card: dict) -> dict:
         "ci_high": metric.ci_high, "seed": cfg.seed, "git_sha": card["git_sha"],
         "versions": ";".join(f"{k}={v}" for k, v in card["versions"].items()),
         "started_at": card["started_at"], "seconds": round(card["compute_seconds"], 2),
+        "encoder_sha256": cfg.encoder_sha256 or "", "encoder_source": cell.encoder.meta.source,
     }

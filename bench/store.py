@@ -34,11 +34,13 @@ from bench.core.errors import BenchError
 ROW_COLUMNS = [
     "run_id", "suite", "encoder", "method", "train_eps", "task", "dataset", "attack", "protocol", "eps", "eps_str",
     "steps", "restarts", "precision", "n_samples", "metric", "value", "ci_low", "ci_high", "seed", "git_sha",
-    "versions", "started_at", "seconds",
+    "versions", "started_at", "seconds", "encoder_sha256", "encoder_source",
 ]
+# columns rows written before they existed lack: read as "" (unknown), filled from the run card where it says
+LATER_COLUMNS = ["encoder_sha256", "encoder_source"]
 # read as text whatever they look like (a metric named "0", a version string "1e5")
 STRING_COLUMNS = ["run_id", "suite", "encoder", "method", "train_eps", "task", "dataset", "attack", "protocol",
-                  "eps_str", "precision", "metric", "git_sha", "versions", "started_at"]
+                  "eps_str", "precision", "metric", "git_sha", "versions", "started_at", *LATER_COLUMNS]
 
 
 def now_iso() -> str:
@@ -193,9 +195,20 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
 
 def read_rows(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(STRING_COLUMNS, str))
+        rows = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(STRING_COLUMNS, str))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise BenchError(f"corrupt results file {path}: {exc}") from exc
+    for column in LATER_COLUMNS:
+        rows[column] = rows[column].fillna("") if column in rows.columns else ""
+    return rows
+
+
+def card_checkpoint(card: dict) -> tuple[str, str]:
+    """(encoder sha256, encoder source) a run card records; ("", "") when it records none (a derived run)."""
+    encoder = card.get("encoder") if isinstance(card.get("encoder"), dict) else {}
+    config = card.get("config") if isinstance(card.get("config"), dict) else {}
+    sha = config.get("encoder_sha256") or encoder.get("checkpoint_sha256") or ""
+    return str(sha), str(encoder.get("source") or "")
 
 
 class Store:
@@ -233,8 +246,34 @@ class Store:
         return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
 
     def rows(self) -> pd.DataFrame:
-        """Rows of every complete run under the store."""
-        frames = [read_rows(d / "rows.csv") for d in self.run_dirs() if (d / "rows.csv").is_file()]
+        """Rows of every complete run under the store; rows written before the checkpoint columns existed get them
+        from their run card, so that reports key every row on (encoder, checkpoint)."""
+        frames = []
+        for d in self.run_dirs():
+            if (d / "rows.csv").is_file():
+                frame = read_rows(d / "rows.csv")
+                if (frame["encoder_sha256"] == "").any():
+                    frame = _with_card_checkpoint(frame, d / "card.json")
+                frames.append(frame)
         if not frames:
             return pd.DataFrame(columns=ROW_COLUMNS)
         return pd.concat(frames, ignore_index=True)
+
+
+def _read_card_quietly(path: Path) -> dict:
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}  # rows stay readable without their card; the checkpoint is then unknown ("")
+    return card if isinstance(card, dict) else {}
+
+
+def _with_card_checkpoint(frame: pd.DataFrame, card_path: Path) -> pd.DataFrame:
+    card = _read_card_quietly(card_path)
+    if card.get("cells") and "config" not in card:  # a derived run (sanity sweep): its checked cell's checkpoint
+        card = _read_card_quietly(card_path.parent.parent / safe_component(str(card["cells"][-1])) / "card.json")
+    sha, source = card_checkpoint(card)
+    missing = frame["encoder_sha256"] == ""
+    frame.loc[missing, "encoder_sha256"] = sha
+    frame.loc[missing & (frame["encoder_source"] == ""), "encoder_source"] = source
+    return frame

@@ -38,7 +38,9 @@ def _paper(family: str) -> Callable[..., Suite]:
     return make
 
 
-SUITES: Registry[Callable[..., Suite]] = Registry("suite")
+# a plugin adds a suite through ``clip_robust_bench.suites`` with a function that takes the registry and registers a
+# factory ``(**options) -> Suite`` (a bare factory would be taken for such a function)
+SUITES: Registry[Callable[..., Suite]] = Registry("suite", plugin_group="suites")
 SUITES.register("micro", _micro, "a generated world of shapes, colours and counts with a small CLIP; runs offline on "
                 "a CPU in minutes (default)")
 SUITES.register("paper", _paper("paper"), "ViT-L/14 OpenAI CLIP and the published FARE, TeCoA and Sim-CLIP "

@@ -1,4 +1,5 @@
-"""The task names users type, and which attack protocols each takes."""
+"""The task names users type, and which attack protocols each takes. A plugin adds a task through the entry point
+group ``clip_robust_bench.tasks`` (the entry point names a class with the ``tasks.base.Task`` interface)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tasks.targeted import TargetedTask
 from tasks.vqa import VQATask
 from tasks.zeroshot import ZeroShotTask
 
-TASKS: Registry[type] = Registry("task")
+TASKS: Registry[type] = Registry("task", plugin_group="tasks")
 TASKS.register("zeroshot", ZeroShotTask, ZeroShotTask.description, aliases=("zero-shot", "classification"))
 TASKS.register("coco-captioning", CaptioningTask, CaptioningTask.description, aliases=("captioning", "coco"))
 TASKS.register("vqav2", VQATask, VQATask.description, aliases=("vqa",))

@@ -36,13 +36,18 @@ ENSEMBLES = ("mean", "logsumexp")
 class ZeroShotClassifier(nn.Module):
     """[0,1] images → class logits; what classification attacks attack."""
 
-    def __init__(self, encoder: ClipEncoder, class_prompts: list[list[str]], ensemble: str = "mean"):
+    def __init__(self, encoder: ClipEncoder, class_prompts: list[list[str]], ensemble: str = "mean",
+                 class_weights: torch.Tensor | None = None):
+        """``class_weights``: (C, D) class embeddings given instead of prompts (normalised here), mean mode."""
         super().__init__()
         if ensemble not in ENSEMBLES:
             raise ValueError(f"unknown prompt ensemble {ensemble!r}; expected one of {ENSEMBLES}")
         self.encoder = encoder
         self.ensemble = ensemble
-        if ensemble == "mean":
+        if class_weights is not None:
+            self.ensemble = "mean"
+            self.register_buffer("weights", F.normalize(class_weights.detach().float(), dim=-1), persistent=False)
+        elif ensemble == "mean":
             self.register_buffer("weights", class_embeddings(encoder, class_prompts), persistent=False)
         else:
             with torch.no_grad():
@@ -56,7 +61,12 @@ class ZeroShotClassifier(nn.Module):
 
     @classmethod
     def for_data(cls, encoder: ClipEncoder, data) -> ZeroShotClassifier:
-        """The head for a ``ClassificationData`` (its prompts and its ensemble mode)."""
+        """The head for a ``ClassificationData`` (its prompts and its ensemble mode); an encoder that brings its
+        own class embeddings for the dataset (``class_embeddings_for``, the Python API's) uses those instead."""
+        given = getattr(encoder, "class_embeddings_for", None)
+        weights = given(data) if given is not None else None
+        if weights is not None:
+            return cls(encoder, [], "mean", class_weights=weights)
         return cls(encoder, data.class_prompts, getattr(data, "ensemble", "mean"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

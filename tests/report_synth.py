@@ -26,7 +26,7 @@ def add_cell(root: Path, encoder: str, dataset: str, eps: str, value: float, *, 
              attack: str | None = None, n: int = 200, seed: int = 0, metric: str = "accuracy", suite: str = "micro",
              started_at: str = "2026-01-01T00:00:00+00:00", extra_rows: list[dict] | None = None,
              card_extra: dict | None = None, protocol: str | None = None, steps: int | None = None,
-             encoder_sha256: str | None = None, records: bool = True) -> str:
+             encoder_sha256: str | None = None, encoder_source: str = "", records: bool = True) -> str:
     """Store one finished cell; returns its run id. ``value`` is in stored units (accuracy 0.45 = 45 %)."""
     attack = attack or ("none" if eps == "0" else "apgd")
     summary, default_steps, restarts = PROTOCOLS.get(attack, (attack, 100, 1))
@@ -49,7 +49,7 @@ def add_cell(root: Path, encoder: str, dataset: str, eps: str, value: float, *, 
             {**base, "metric": "nonfinite_samples", "value": 0.0}]
     rows += [{**base, **r} for r in extra_rows or []]
     card = {"run_id": cfg.run_id, "config": cfg.as_dict(), "encoder": {"name": encoder, "checkpoint_sha256":
-                                                                          cfg.encoder_sha256},
+                                                                          cfg.encoder_sha256, "source": encoder_source},
             "protocol": {"name": attack, "description": summary, "stages": [], "norm": "linf"},
             "protocol_summary": summary, "git_sha": "abc123", "versions": {"python": "3.11", "torch": "2.14.1"},
             "device": "cpu", "threads": 2, "started_at": started_at, "compute_seconds": 1.5, "batch_size": 250,

@@ -3,7 +3,9 @@
 ``clip`` is the undefended original. Every registered training objective (``bench.train.objectives``, plugins
 included) gives the robust encoders ``{method}{k}``, fine-tuned at ε = k/255 for k in ``TRAIN_EPS_LEVELS``, with
 ``{method}`` an alias of ``{method}4``. Encoder plugins (entry point group ``clip_robust_bench.encoders``) add
-names of their own.
+names of their own: the entry point names an ``EncoderSpec`` whose ``source`` says where its weights are (see
+``bench.encoders.sources``). Names typed on the command line that the registry does not hold (``hf-hub:ORG/REPO``,
+``NAME=SOURCE``) are resolved by ``bench.encoders.resolve``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,16 @@ DEFAULT_EPS_LEVEL = 4  # what the bare method name means
 
 @dataclass(frozen=True)
 class EncoderSpec:
+    """An encoder by name: its method, training ε and, unless the suite knows where it lives, its source."""
+
     name: str
-    method: str  # clip, or a registered training objective
-    train_eps: Fraction | None  # None for the undefended CLIP
+    method: str  # clip, a registered training objective, or "external" (a model the registry does not define)
+    train_eps: Fraction | None  # None for the undefended CLIP and for external encoders
+    # None: the suite's own weights for this name (the base for clip, published or trained on demand for the rest);
+    # else a source (``bench.encoders.sources``) or its spelling ("hf-hub:org/repo", a path, a URL, "train")
+    source: object | None = None
+    base: object | None = None  # None: the suite's base; else a base (``bench.encoders.bases``) or its spelling
+    description: str = ""  # one line for `bench list` (plugins)
 
     @property
     def train_eps_label(self) -> str:

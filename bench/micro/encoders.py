@@ -28,3 +28,33 @@ def load_micro_clip(device: str = "cpu") -> ClipEncoder:
     pre = cfg["preprocess_cfg"]
     meta = EncoderMeta("clip", ARCH, "clip", None, f"committed micro checkpoint {CHECKPOINT_PATH.name}", sha)
     return ClipEncoder(model, tokenizer(cfg), pre["mean"], pre["std"], meta).to(device)
+
+
+class MicroBase:
+    """The committed micro CLIP as a base (``--base micro``; the micro suite's own): towers of the micro
+    architecture, such as the ``visual.safetensors`` that ``bench train --out`` writes, go onto it."""
+
+    arch = ARCH
+    quick_gelu = False
+
+    @property
+    def arch_label(self) -> str:
+        return ARCH
+
+    def architecture(self) -> dict:
+        return {k: v for k, v in load_config().items() if k not in ("preprocess_cfg", "quick_gelu")}
+
+    def load(self, device: str) -> ClipEncoder:
+        return load_micro_clip(device)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, MicroBase)
+
+    def __hash__(self) -> int:
+        return hash(MicroBase)
+
+    def __str__(self) -> str:
+        return "micro"
+
+
+MICRO_BASE = MicroBase()

@@ -21,21 +21,30 @@ def load_classification(dataset: str, n_samples: int, seed: int):
 
 def load_encoder(spec, device: str, allow_training: bool = True, progress: bool = True, overrides=None):
     """``clip`` is the committed micro CLIP; every robust encoder is fine-tuned from it with the micro recipe,
-    on demand, and cached."""
-    import torch
+    on demand, and cached. A spec with a source of its own (``NAME=tower.safetensors``, ``hf-hub:ORG/REPO``, a
+    plugin's) loads from it, onto the micro CLIP unless it names another base. ``overrides``: training-recipe
+    fields."""
+    from bench.encoders import sources
+    from bench.encoders.sources.train import Trained
+    from bench.micro.encoders import MICRO_BASE
 
-    from bench.micro.encoders import load_micro_clip
-    from bench.train.cache import obtain
-    from bench.train.recipes import recipe
+    def train(spec, base, ctx):
+        import torch
 
-    base = load_micro_clip(device)
-    if spec.method == "clip":
-        return base
-    cfg = recipe("micro", spec.method, round(spec.train_eps * 255))
-    if overrides:
-        cfg = cfg.with_overrides(**overrides)
-    return obtain(cfg, spec.name, base, lambda: train_data(cfg), torch.device(device),
-                  allow_training=allow_training, progress=progress)
+        from bench.train.cache import obtain
+        from bench.train.recipes import recipe
+
+        if base != MICRO_BASE:
+            raise BenchError(f"{spec.name}: the micro recipe fine-tunes the committed micro CLIP, not {base}")
+        cfg = recipe("micro", spec.method, round(spec.train_eps * 255))
+        if overrides:
+            cfg = cfg.with_overrides(**overrides)
+        return obtain(cfg, spec.name, base.load(ctx.device), lambda: train_data(cfg), torch.device(ctx.device),
+                      allow_training=ctx.allow_training, progress=ctx.progress)
+
+    source = spec.source if spec.source is not None else (None if spec.method == "clip" else Trained())
+    ctx = sources.LoadContext(device, allow_training, progress, train=train, suite="micro")
+    return sources.load(spec, source, spec.base or MICRO_BASE, ctx)
 
 
 def train_data(cfg):

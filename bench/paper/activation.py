@@ -48,7 +48,7 @@ def check_activation(model_cfg: dict, state: dict[str, torch.Tensor], reference:
                      device: str = "cpu", tolerance: float = 1e-3) -> ActivationVerdict:
     """Build the candidate (``model_cfg`` + ``state``) with each activation and compare its text embeddings of a few
     prompts with those of ``reference`` (the base model, built with its known activation)."""
-    from bench.paper.encoders import build_clip
+    from bench.encoders.openclip import build_clip
 
     ref_state = reference.state_dict()
     keys = text_keys(ref_state)
@@ -71,10 +71,12 @@ def check_activation(model_cfg: dict, state: dict[str, torch.Tensor], reference:
 
 def verify_family(family, device: str = "cpu") -> list[tuple[str, str, bool | None]]:
     """Check every whole-CLIP hub checkpoint of ``family`` against its base; (name, summary, verdict) per name."""
-    from bench.paper.encoders import WEIGHT_FILES, HubModel, hub_file, hub_model_config, load_base, whole_clip_state
+    from bench.core.hub import hub_file
+    from bench.encoders.openclip import WEIGHT_FILES, hub_model_config, whole_clip_state
+    from bench.encoders.sources.hub_model import HubModel
 
-    base = load_base(family)
-    tokenizer = open_clip.SimpleTokenizer(context_length=base.context_length)
+    base = family.base.load("cpu")
+    tokenizer = base.tokenizer
     out = []
     for name, source in family.sources.items():
         if not isinstance(source, HubModel):

@@ -11,8 +11,11 @@ import pandas as pd
 from bench.core.errors import BenchError
 
 CLEAN_LABEL = "clean"
-# one result cell; a later run of the same cell replaces an earlier one
-CELL_KEY = ["suite", "encoder", "task", "dataset", "attack", "eps_str", "metric"]
+# one result cell; a later run of the same cell replaces an earlier one. An encoder is its name *and* its checkpoint:
+# two checkpoints under one name (the registry's fare4 and `--encoder fare4=my.pt`) are two cells, never merged
+CELL_KEY = ["suite", "encoder", "encoder_sha256", "task", "dataset", "attack", "eps_str", "metric"]
+CHECKPOINT_COLUMNS = ["encoder_sha256", "encoder_source"]
+SHA_SHOWN = 6  # hex digits of a checkpoint hash in a label (more where two checkpoints of a name share them)
 # what makes two robust numbers comparable (DESIGN §2: never mix protocols in one column)
 PROTOCOL_KEY = ["attack", "protocol", "steps", "restarts", "precision"]
 
@@ -67,9 +70,69 @@ def apply_filters(rows: pd.DataFrame, f: Filters) -> pd.DataFrame:
     return rows
 
 
+def with_checkpoint_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with the checkpoint columns, "" (unknown) where rows from before them lack them."""
+    missing = [c for c in CHECKPOINT_COLUMNS if c not in rows.columns]
+    if not missing and not any(rows[c].isna().any() for c in CHECKPOINT_COLUMNS):
+        return rows
+    rows = rows.copy()
+    for c in CHECKPOINT_COLUMNS:
+        rows[c] = rows[c].fillna("").astype(str) if c in rows.columns else ""
+    return rows
+
+
 def latest(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: the most recently started run wins (ties broken by run id, so the choice is stable)."""
+    rows = with_checkpoint_columns(rows)
     return rows.sort_values(["started_at", "run_id"]).drop_duplicates(CELL_KEY, keep="last")
+
+
+def short_source(source: str) -> str:
+    """A checkpoint's source in a few characters, for a label: the file's name, the hub repository (and file, when
+    it is not open_clip's weight file), or how it was made."""
+    if str(source).startswith("trained on demand"):
+        return "trained on demand"
+    head = str(source).split(" on ", 1)[0].strip()  # "<tower> on <base>": the tower is what differs
+    if head.startswith("hf-hub:"):
+        for weights in ("/open_clip_model.safetensors", "/open_clip_pytorch_model.bin"):
+            head = head.removesuffix(weights)
+        return head
+    if "/" in head:
+        return head.rstrip("/").rsplit("/", 1)[-1]
+    return head or "source unknown"
+
+
+def encoder_labels(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(encoder, encoder_sha256) → the label tables show: the name alone when the rows hold one checkpoint under
+    it, else ``name [short source, sha 1a2b3c]`` for each of its checkpoints (stable: it depends on the checkpoint,
+    not on which run came last)."""
+    rows = with_checkpoint_columns(rows)
+    pairs = rows[["encoder", "encoder_sha256", "encoder_source"]].drop_duplicates(["encoder", "encoder_sha256"])
+    labels = {}
+    for name, group in pairs.groupby("encoder", sort=False):
+        if len(group) == 1:
+            labels[(name, group["encoder_sha256"].iloc[0])] = name
+            continue
+        shas = [str(s) for s in group["encoder_sha256"]]
+        digits = next((n for n in range(SHA_SHOWN, 65) if len({s[:n] for s in shas}) == len(shas)), 64)
+        for sha, source in zip(shas, group["encoder_source"]):
+            sha_text = f"sha {sha[:digits]}" if sha else "sha unknown"
+            labels[(name, sha)] = f"{name} [{short_source(source)}, {sha_text}]"
+    return labels
+
+
+def label_encoders(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``rows`` with ``encoder`` replaced by its label (see ``encoder_labels``), and a note naming every encoder's
+    checkpoint source and sha256."""
+    rows = with_checkpoint_columns(rows)
+    labels = encoder_labels(rows)
+    out = rows.copy()
+    out["encoder"] = [labels[(e, s)] for e, s in zip(rows["encoder"], rows["encoder_sha256"])]
+    sources = rows.drop_duplicates(["encoder", "encoder_sha256"])
+    shown = [f"{labels[(r.encoder, r.encoder_sha256)]}: {r.encoder_source or 'source unknown'}"
+             + (f" (sha256 {r.encoder_sha256[:12]}…)" if r.encoder_sha256 else "")
+             for r in sources.itertuples() if r.encoder_source or r.encoder_sha256]
+    return out, (["checkpoints: " + "; ".join(shown)] if shown else [])
 
 
 def single_suite(rows: pd.DataFrame) -> str:
@@ -105,9 +168,19 @@ def mixed_sample_sets(rows: pd.DataFrame) -> list[str]:
 
 
 def encoder_order(names: Iterable[str]) -> list[str]:
-    """Registry order (CLIP first, then each method at 2/255 and 4/255), then unknown names as they come."""
+    """Registry order (CLIP first, then each method at 2/255 and 4/255), then unknown names as they come; a label
+    ``name [source, sha …]`` sits with its name, in label order."""
     from bench.encoders.registry import ENCODERS
 
     names = list(dict.fromkeys(names))
-    known = [n for n in ENCODERS.names() if n in names]
-    return known + [n for n in names if n not in known]
+    registry = {n: i for i, n in enumerate(ENCODERS.names())}
+    first_seen = {}
+    for n in names:
+        first_seen.setdefault(n.split(" [", 1)[0], len(first_seen))
+
+    def key(label: str):
+        name = label.split(" [", 1)[0]
+        known = name in registry
+        return (not known, registry[name] if known else first_seen[name], label != name, label)
+
+    return sorted(names, key=key)

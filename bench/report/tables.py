@@ -21,6 +21,7 @@ from bench.report.select import (
     check_single_protocol,
     encoder_order,
     eps_label,
+    label_encoders,
     latest,
     mixed_sample_sets,
     single_suite,
@@ -176,10 +177,11 @@ def _notes(head: pd.DataFrame, layout) -> list[str]:
 
 
 def _method_notes(head: pd.DataFrame) -> list[str]:
-    """What each robust encoder shown is, in the words of its method (e.g. which Sim-CLIP)."""
+    """What each robust encoder shown is, in the words of its training objective (e.g. which Sim-CLIP)."""
     from bench.encoders.registry import method_label
+    from bench.train.objectives import OBJECTIVES
 
-    pairs = head[head["method"].astype(str) != "clip"].drop_duplicates("encoder")[["encoder", "method"]]
+    pairs = head[head["method"].astype(str).isin(OBJECTIVES.names())].drop_duplicates("encoder")
     return [f"{r.encoder}: {method_label(str(r.method))}" for r in pairs.itertuples()]
 
 
@@ -193,7 +195,7 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
     if rows.empty:
         raise BenchError("no results to report; run `bench run` first (or check --out and the filters)")
     suite = single_suite(rows)
-    rows = latest(rows)
+    rows, checkpoints = label_encoders(latest(rows))  # one table row per (encoder, checkpoint)
     head = headline_rows(rows[~rows["metric"].astype(str).str.startswith(SANITY_PREFIX)], filters.metric_overrides)
     if head.empty:
         raise BenchError("no headline-metric results to report (check the filters and --metric)")
@@ -201,7 +203,7 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
     layout = _task_layout(suite, head)
     columns = _columns(head, layout)
     encoders = encoder_order(head["encoder"])
-    notes = _notes(head, layout) + _method_notes(head) + mixed_sample_sets(head)
+    notes = _notes(head, layout) + _method_notes(head) + checkpoints + mixed_sample_sets(head)
     cell_values = {(r.encoder, r.task, r.dataset, str(r.eps_str)): float(r.value) for r in head.itertuples()}
     cell_ci = _intervals(head, ci, store_root, notes)
     flag_list = failed_flags(rows, store_root)
