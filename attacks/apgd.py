@@ -185,13 +185,14 @@ def _run(objective, x0, x_start, group, eps, threat, n_iter, rho, momentum, stop
         with torch.no_grad():
             out.count_nonfinite(state.group, loss)
             _track_best(state, loss, grad)
+            any_success = bool(success.any())
+            if any_success:  # the point just evaluated, before a checkpoint may send its row back to the best one
+                out.record_successes(state.group, success, state.x, loss, it)
             window = checkpoints.tick()
             if window is not None:
                 _checkpoint(state, window, rho)
-            if success.any():
-                out.record_successes(state.group, success, state.x, loss, it)
-                if stop_on_success:
-                    state = _drop_finished(state, out)
+            if any_success and stop_on_success:
+                state = _drop_finished(state, out)
     with torch.no_grad():
         out.offer_best(state.group, state.x_best, state.loss_best)
 
