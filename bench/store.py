@@ -19,6 +19,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -83,19 +84,27 @@ def versions() -> dict[str, str]:
     return out
 
 
+RESULTS_DIRECTORY = "results directory"
+# what a directory that cannot be written answers: --out names a file or lies below one (ENOTDIR, EEXIST), a
+# read-only mount (EROFS), a place where nothing can be created such as /proc (ENOENT from mkdir)
+UNWRITABLE = (errno.ENOTDIR, errno.EEXIST, errno.EROFS, errno.ENOENT)
+
+
 @contextmanager
-def writing(path: Path):
-    """Turn the OS errors of a write into one-line user errors; what was written before stays."""
+def writing(path: Path, what: str = RESULTS_DIRECTORY):
+    """Turn the OS errors of a write into one-line user errors; what was written before stays. ``what`` names the
+    place being written in the message (the results directory, a report directory, a baseline file)."""
     try:
         yield
     except PermissionError as exc:
-        raise BenchError(f"results directory is not writable: {path} ({exc.strerror})") from exc
+        raise BenchError(f"{what} is not writable: {path} ({exc.strerror})") from exc
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise BenchError(f"disk full while writing {path}; finished batches are kept, free space and re-run "
-                             "the same command to resume") from exc
-        if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EROFS):  # e.g. --out names a file, or a read-only mount
-            raise BenchError(f"results directory is not writable: {path} ({exc.strerror})") from exc
+            resume = "finished batches are kept, " if what == RESULTS_DIRECTORY else ""
+            raise BenchError(f"disk full while writing {path}; {resume}free space and re-run the same command"
+                             + (" to resume" if resume else "")) from exc
+        if exc.errno in UNWRITABLE:
+            raise BenchError(f"{what} is not writable: {path} ({exc.strerror})") from exc
         raise
 
 
@@ -201,6 +210,15 @@ def read_rows(path: Path) -> pd.DataFrame:
 class Store:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+
+    def check_writable(self) -> None:
+        """Fail now, in one line, if runs cannot be written under the root, rather than after an encoder was loaded
+        or trained: create the runs directory as the first run would, and a file in it."""
+        runs = self.root / "runs"
+        with writing(self.root):
+            runs.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=runs):
+                pass
 
     def run(self, cfg: CellConfig) -> Run:
         return Run(self.root, cfg)
