@@ -5,4 +5,4 @@ change as any edit that can move an attack's numbers (a step-size rule, a stoppi
 start), so that cells computed by the old engine are never reused as if the new one had computed them.
 """
 
-ENGINE_VERSION = "2026.12.1"
+ENGINE_VERSION = "2026.12.2"  # .2: APGD keeps the point that succeeded at a checkpoint iteration

@@ -19,6 +19,8 @@ Engine choices (they change speed, never the outcome of a sample):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import torch
 
 from attacks.base import AttackResult, Objective, ball, first_per_group, loss_and_grad, per_sample, sample_noise
@@ -107,70 +109,128 @@ def apgd(
     return AttackResult(out.x, out.success, out.loss, out.iterations, out.nonfinite_count > 0)
 
 
-def _run(objective, x0, x_cur, group, eps, threat, n_iter, rho, momentum, stop_on_success, out: _Outcome) -> None:
+@dataclass
+class _LoopState:
+    """The APGD loop's state, one row per (sample, restart) still attacked; every tensor's first dimension is the row.
+
+    ``x`` is the current iterate and ``x_prev`` the one before it (for the momentum); ``step`` the per-row step
+    size; ``*_best`` the point of highest loss so far and its gradient (where a halving restarts from);
+    ``last_loss`` and ``n_increase`` count the steps that increased the loss since the last checkpoint;
+    ``loss_best_at_check`` and ``reduced_at_check`` are the best loss and the halving decision at the last one.
+    """
+
+    group: torch.Tensor  # which sample each row attacks
+    x0: torch.Tensor  # the clean image (the centre of the ball)
+    x: torch.Tensor
+    x_prev: torch.Tensor
+    grad: torch.Tensor
+    step: torch.Tensor
+    x_best: torch.Tensor
+    grad_best: torch.Tensor
+    loss_best: torch.Tensor
+    last_loss: torch.Tensor
+    n_increase: torch.Tensor
+    loss_best_at_check: torch.Tensor
+    reduced_at_check: torch.Tensor
+
+    @classmethod
+    def start(cls, group, x0, x, loss, grad, eps: float) -> _LoopState:
+        """The state after evaluating the starting points: every row starts at step size 2ε, best = start."""
+        step = torch.full((x.shape[0],), 2.0 * eps, device=x.device, dtype=x.dtype)
+        return cls(group, x0, x, x.clone(), grad, step, x.clone(), grad.clone(), loss.clone(), loss.clone(),
+                   torch.zeros_like(loss), loss.clone(), torch.ones_like(loss, dtype=torch.bool))
+
+    def keep(self, rows: torch.Tensor) -> _LoopState:
+        return _LoopState(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+
+@dataclass
+class _Checkpoints:
+    """When the step size is reconsidered: after a window of iterations that shrinks at every checkpoint."""
+
+    window: int
+    window_min: int
+    window_decr: int
+    since_check: int = 0
+
+    @classmethod
+    def for_budget(cls, n_iter: int) -> _Checkpoints:
+        return cls(*checkpoint_schedule(n_iter))
+
+    def tick(self) -> int | None:
+        """Count one iteration; the length of the window it closes, if it closes one (the next one is shorter)."""
+        self.since_check += 1
+        if self.since_check < self.window:
+            return None
+        closed = self.window
+        self.since_check, self.window = 0, max(self.window - self.window_decr, self.window_min)
+        return closed
+
+
+def _run(objective, x0, x_start, group, eps, threat, n_iter, rho, momentum, stop_on_success, out: _Outcome) -> None:
     """One APGD run of ``n_iter`` iterations for every row (a sample × restart), updating ``out``."""
-    loss, success, grad = loss_and_grad(objective, x_cur, group)
+    loss, success, grad = loss_and_grad(objective, x_start, group)
     out.count_nonfinite(group, loss)
-    out.record_successes(group, success, x_cur, loss, 0)
-
-    step = torch.full((x_cur.shape[0],), 2.0 * eps, device=x_cur.device, dtype=x_cur.dtype)
-    x_prev = x_cur.clone()
-    x_best, grad_best, loss_best = x_cur.clone(), grad.clone(), loss.clone()
-    last_loss, n_increase = loss.clone(), torch.zeros_like(loss)
-    loss_best_at_check = loss_best.clone()
-    reduced_at_check = torch.ones_like(loss, dtype=torch.bool)
-    window, window_min, window_decr = checkpoint_schedule(n_iter)
-    since_check = 0
-    state = [x0, x_cur, x_prev, grad, step, x_best, grad_best, loss_best, last_loss, n_increase,
-             loss_best_at_check, reduced_at_check]
-
-    def drop_finished():
-        nonlocal group, state
-        keep = torch.nonzero(~out.success[group]).flatten()
-        group, state = group[keep], [t[keep] for t in state]
-
+    out.record_successes(group, success, x_start, loss, 0)
+    state = _LoopState.start(group, x0, x_start, loss, grad, eps)
     if stop_on_success and success.any():
-        drop_finished()
-
+        state = _drop_finished(state, out)
+    checkpoints = _Checkpoints.for_budget(n_iter)
     for it in range(1, n_iter + 1):
-        if group.numel() == 0:
+        if state.group.numel() == 0:
             return
-        (x0, x_cur, x_prev, grad, step, x_best, grad_best, loss_best, last_loss, n_increase,
-         loss_best_at_check, reduced_at_check) = state
         with torch.no_grad():
-            a = momentum if it > 1 else 1.0
-            size = per_sample(step, x_cur)
-            z = threat.project(threat.step(x_cur, grad, size), x0, eps)
-            x_prev, x_cur = x_cur, threat.project(x_cur + a * (z - x_cur) + (1 - a) * (x_cur - x_prev), x0, eps)
-        loss, success, grad = loss_and_grad(objective, x_cur, group)
+            _momentum_step(state, threat, eps, momentum if it > 1 else 1.0)
+        loss, success, grad = loss_and_grad(objective, state.x, state.group)
         with torch.no_grad():
-            out.count_nonfinite(group, loss)
-            n_increase += (loss > last_loss).to(n_increase.dtype)
-            last_loss = loss
-            better = loss > loss_best
-            rows_better = per_sample(better, x_cur)
-            x_best = torch.where(rows_better, x_cur, x_best)
-            grad_best = torch.where(rows_better, grad, grad_best)
-            loss_best = torch.where(better, loss, loss_best)
-            since_check += 1
-            if since_check == window:
-                oscillating = n_increase <= window * rho
-                stalled = ~reduced_at_check & (loss_best_at_check >= loss_best)
-                reduce = oscillating | stalled
-                step = torch.where(reduce, step / 2.0, step)
-                rows_reduce = per_sample(reduce, x_cur)
-                x_cur = torch.where(rows_reduce, x_best, x_cur)
-                grad = torch.where(rows_reduce, grad_best, grad)
-                reduced_at_check, loss_best_at_check = reduce, loss_best.clone()
-                n_increase = torch.zeros_like(n_increase)
-                since_check, window = 0, max(window - window_decr, window_min)
-            state = [x0, x_cur, x_prev, grad, step, x_best, grad_best, loss_best, last_loss, n_increase,
-                     loss_best_at_check, reduced_at_check]
-            if success.any():
-                out.record_successes(group, success, x_cur, loss, it)
-                if stop_on_success:
-                    drop_finished()
-
-    x_best, loss_best = state[5], state[7]
+            out.count_nonfinite(state.group, loss)
+            _track_best(state, loss, grad)
+            any_success = bool(success.any())
+            if any_success:  # the point just evaluated, before a checkpoint may send its row back to the best one
+                out.record_successes(state.group, success, state.x, loss, it)
+            window = checkpoints.tick()
+            if window is not None:
+                _checkpoint(state, window, rho)
+            if any_success and stop_on_success:
+                state = _drop_finished(state, out)
     with torch.no_grad():
-        out.offer_best(group, x_best, loss_best)
+        out.offer_best(state.group, state.x_best, state.loss_best)
+
+
+def _drop_finished(state: _LoopState, out: _Outcome) -> _LoopState:
+    """Rows whose sample has succeeded (in this row or another replica) leave the batch."""
+    return state.keep(torch.nonzero(~out.success[state.group]).flatten())
+
+
+def _momentum_step(state: _LoopState, threat, eps: float, a: float) -> None:
+    """A gradient step from ``x``, then the momentum average with the previous iterate, both projected onto the
+    ball (``a`` = 1 on the first iteration: no momentum yet)."""
+    x = state.x
+    z = threat.project(threat.step(x, state.grad, per_sample(state.step, x)), state.x0, eps)
+    state.x_prev, state.x = x, threat.project(x + a * (z - x) + (1 - a) * (x - state.x_prev), state.x0, eps)
+
+
+def _track_best(state: _LoopState, loss: torch.Tensor, grad: torch.Tensor) -> None:
+    """Count a loss increase and keep the point of highest loss with its gradient."""
+    state.grad = grad
+    state.n_increase += (loss > state.last_loss).to(state.n_increase.dtype)
+    state.last_loss = loss
+    better = loss > state.loss_best
+    rows_better = per_sample(better, state.x)
+    state.x_best = torch.where(rows_better, state.x, state.x_best)
+    state.grad_best = torch.where(rows_better, grad, state.grad_best)
+    state.loss_best = torch.where(better, loss, state.loss_best)
+
+
+def _checkpoint(state: _LoopState, window: int, rho: float) -> None:
+    """Halve the step (and restart from the best point) where at most ρ of the window's steps increased the loss,
+    or where the last checkpoint did not halve it and the best loss has not improved since."""
+    oscillating = state.n_increase <= window * rho
+    stalled = ~state.reduced_at_check & (state.loss_best_at_check >= state.loss_best)
+    reduce = oscillating | stalled
+    state.step = torch.where(reduce, state.step / 2.0, state.step)
+    rows_reduce = per_sample(reduce, state.x)
+    state.x = torch.where(rows_reduce, state.x_best, state.x)
+    state.grad = torch.where(rows_reduce, state.grad_best, state.grad)
+    state.reduced_at_check, state.loss_best_at_check = reduce, state.loss_best.clone()
+    state.n_increase = torch.zeros_like(state.n_increase)

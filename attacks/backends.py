@@ -11,6 +11,11 @@ seed), so their result for a sample depends on which other samples share its bat
 report which stage broke a sample or when (``iterations`` is -1). With fewer than 10 classes both would index past
 the last class with 9 targets, so the number of target classes is clamped to C − 1 exactly as the native engine
 does. Every adversarial image a library returns is re-scored here in fp32 and checked to lie in the ε-ball.
+
+Which losses a library runs, and under which name, is part of each loss's spec (``LossSpec.reference``): for
+``autoattack`` the attack name in pyautoattack's ``attacks=[...]`` ("apgd-ce", "apgd-dlr", "apgd-t"), for
+``torchattacks`` the ``loss`` of ``torchattacks.APGD`` ("ce", "dlr") or, for a targeted loss, APGDT's own
+("dlr-targeted"). A protocol with a loss a library lacks is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from __future__ import annotations
 import torch
 
 from attacks.base import ball
+from attacks.losses import UNSUPPORTED
 from attacks.memory import BatchSplitter
 from attacks.protocols import ClassificationOutcome, Protocol, Stage, check_classes, run_protocol, score
 from bench.core.errors import BenchError
 
 BACKENDS = ("native", "autoattack", "torchattacks")
 LIBRARY_NORM = {"linf": "Linf", "l2": "L2"}
+TORCHATTACKS_PGD_LOSS = "ce"  # torchattacks.PGD maximises the cross-entropy and nothing else
+TORCHATTACKS_TARGETED_LOSS = "dlr-targeted"  # torchattacks.APGDT, its only targeted APGD
 
 
 def run_classification(backend: str, model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol: Protocol,
@@ -69,17 +77,28 @@ def check_backend(backend: str, protocol: Protocol, precision: str = "fp32") -> 
     if precision != "fp32":
         raise BenchError(f"the {backend} backend runs in fp32 only; drop --precision {precision} or use native")
     for stage in protocol.stages:
-        if stage.method == "pgd" and (backend == "autoattack" or stage.momentum or stage.loss != "ce"
-                                      or protocol.norm != "linf"):
+        if not _library_runs(backend, stage, protocol.norm):
             raise BenchError(f"the {backend} backend cannot run stage {stage.label()} of {protocol.name}; "
                              "use --attack-backend native")
-    if backend == "autoattack":  # one APGD object for CE and DLR, one for targeted DLR
+    if backend == "autoattack":  # one APGD object for the untargeted losses, one for the targeted one
         for targeted in (False, True):
             settings = {(s.iterations, s.restarts, s.targets) for s in protocol.stages
-                        if (s.loss == "dlr-targeted") == targeted}
+                        if s.loss_spec.targeted == targeted}
             if len(settings) > 1:
                 raise BenchError(f"protocol {protocol.name} needs two differently configured AutoAttack APGD "
                                  "objects; use --attack-backend native")
+
+
+def _library_runs(backend: str, stage: Stage, norm: str) -> bool:
+    """Whether ``backend`` has an attack that runs ``stage`` as the native engine would."""
+    name = stage.loss_spec.reference_name(backend)
+    if name == UNSUPPORTED:
+        return False
+    if stage.method == "pgd":  # only torchattacks has PGD: ℓ∞, no momentum, cross-entropy
+        return backend == "torchattacks" and not stage.momentum and name == TORCHATTACKS_PGD_LOSS and norm == "linf"
+    if backend == "torchattacks" and stage.loss_spec.targeted:
+        return name == TORCHATTACKS_TARGETED_LOSS
+    return True
 
 
 def _check_in_ball(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str, backend: str) -> None:
@@ -99,16 +118,17 @@ def _autoattack(model, protocol: Protocol, eps: float, seed: int, n_classes: int
     from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 
     norm = LIBRARY_NORM[protocol.norm]
-    names = [{"ce": "apgd-ce", "dlr": "apgd-dlr", "dlr-targeted": "apgd-t"}[s.loss] for s in protocol.stages]
+    names = [s.loss_spec.reference_name("autoattack") for s in protocol.stages]
     aa = AutoAttack(model, attacks=names, eps=eps, norm=norm, version="custom", seed=seed, device=device)
     common = dict(norm=norm, eps=eps, seed=seed, rho=0.75, eot_iter=1, device=device, logger=aa.logger)
     for stage in protocol.stages:
-        # fresh objects: the checkpoint schedule is derived from n_iter in the constructor
-        if stage.loss == "dlr-targeted":
+        # fresh objects: the checkpoint schedule is derived from n_iter in the constructor; AutoAttack sets the
+        # untargeted object's loss from the attack name before each run
+        if stage.loss_spec.targeted:
             aa.apgd_targeted = APGDAttack_targeted(model, n_iter=stage.iterations, n_restarts=stage.restarts,
                                                    n_target_classes=_targets(stage, n_classes), **common)
         else:
-            aa.apgd = APGDAttack(model, n_iter=stage.iterations, n_restarts=stage.restarts, loss=stage.loss, **common)
+            aa.apgd = APGDAttack(model, n_iter=stage.iterations, n_restarts=stage.restarts, **common)
 
     def attack(x, y):
         x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=len(x))
@@ -127,13 +147,14 @@ def _torchattacks(model, protocol: Protocol, eps: float, seed: int, n_classes: i
     norm = LIBRARY_NORM[protocol.norm]
     attacks = []
     for stage in protocol.stages:
-        if stage.method == "apgd" and stage.loss == "dlr-targeted":
+        if stage.method == "apgd" and stage.loss_spec.targeted:  # APGDT on its targeted DLR (check_backend)
             attacks.append(torchattacks.APGDT(model, norm=norm, eps=eps, steps=stage.iterations,
                                               n_restarts=stage.restarts, seed=seed, rho=0.75,
                                               n_classes=_targets(stage, n_classes) + 1))
         elif stage.method == "apgd":
             attacks.append(torchattacks.APGD(model, norm=norm, eps=eps, steps=stage.iterations,
-                                             n_restarts=stage.restarts, seed=seed, loss=stage.loss, rho=0.75))
+                                             n_restarts=stage.restarts, seed=seed,
+                                             loss=stage.loss_spec.reference_name("torchattacks"), rho=0.75))
         else:  # ℓ∞ PGD without momentum (check_backend); it returns its last iterate, the native PGD the first
             # successful one
             attacks.append(torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / stage.iterations,

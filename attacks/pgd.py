@@ -8,6 +8,8 @@ renormalised each step, last iterate).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from attacks.base import AttackResult, Objective, ball, loss_and_grad, sample_noise
@@ -40,54 +42,80 @@ def pgd(
         raise ValueError(f"n_iter must be >= 1, got {n_iter}")
     threat = ball(norm)
     step = 2.5 * eps / n_iter if step_size is None else step_size
-    n, device = x.shape[0], x.device
     x0 = x.detach()
-    if random_start:
-        if noise is None:
-            seeds = torch.arange(n) if seeds is None else seeds.cpu()
-            noise = sample_noise(tuple(x.shape[1:]), seeds, stream)
-        x_cur = threat.start(x0, eps, noise.to(device=device, dtype=x.dtype))
-    else:
-        x_cur = x0.clone()
-    idx = torch.arange(n, device=device)
-    velocity = torch.zeros_like(x0)
-
-    best_x, best_loss = x_cur.clone(), torch.full((n,), -float("inf"), device=device)
-    success = torch.zeros(n, dtype=torch.bool, device=device)
-    iters = torch.full((n,), n_iter, dtype=torch.long, device=device)
-    nonfinite = torch.zeros(n, dtype=torch.bool, device=device)
-    active = torch.ones(n, dtype=torch.bool, device=device)
-
+    state = _State.start(_start_point(x0, eps, threat, random_start, noise, seeds, stream), n_iter)
+    idx = torch.arange(x.shape[0], device=x.device)
     for it in range(n_iter + (0 if last_iterate else 1)):
-        rows = idx[active] if stop_on_success else idx
+        rows = idx[state.active] if stop_on_success else idx
         if rows.numel() == 0:
             break
-        loss, ok, grad = loss_and_grad(objective, x_cur[rows], rows)
+        loss, ok, grad = loss_and_grad(objective, state.x[rows], rows)
         with torch.no_grad():
-            nonfinite[rows] |= ~torch.isfinite(loss)
-            open_ = ~success[rows]  # a success is kept whatever the loss does later
-            better = (loss > best_loss[rows]) & open_
-            best_loss[rows] = torch.where(better, loss, best_loss[rows])
-            best_x[rows[better]] = x_cur[rows[better]]
-            new = ok & open_
-            success[rows[new]] = True
-            iters[rows[new]] = it
-            best_x[rows[new]] = x_cur[rows[new]]
-            if stop_on_success:
-                active[rows[ok]] = False
+            state.record(rows, it, loss, ok, stop_on_success)
             if it == n_iter:
                 break
-            if momentum > 0:
-                # FARE's rule: the velocity is renormalised every step, v ← unit(μ·v + unit(g)). Under ℓ∞ the sign
-                # of μ·v + sign(g) equals sign(g) wherever g ≠ 0 (|μ·v| ≤ μ < 1), so it only steers coordinates
-                # with a zero gradient; it is kept to match the published recipe, not for its effect.
-                velocity[rows] = _unit(momentum * velocity[rows] + _unit(grad, norm), norm)
-                direction = velocity[rows]
-            else:
-                direction = grad
-            x_cur[rows] = threat.project(threat.step(x_cur[rows], direction, step), x0[rows], eps)
-    x_out = x_cur if last_iterate else best_x
-    return AttackResult(x_out.detach(), success, best_loss, iters, nonfinite)
+            direction = state.direction(rows, grad, momentum, norm)
+            state.x[rows] = threat.project(threat.step(state.x[rows], direction, step), x0[rows], eps)
+    x_out = state.x if last_iterate else state.best_x
+    return AttackResult(x_out.detach(), state.success, state.best_loss, state.iterations, state.nonfinite)
+
+
+def _start_point(x0: torch.Tensor, eps: float, threat, random_start: bool, noise: torch.Tensor | None,
+                 seeds: torch.Tensor | None, stream: int) -> torch.Tensor:
+    """The first iterate: ``x0`` itself, or a random start from ``noise`` (by default each sample's own seeded
+    noise)."""
+    if not random_start:
+        return x0.clone()
+    if noise is None:
+        seeds = torch.arange(x0.shape[0]) if seeds is None else seeds.cpu()
+        noise = sample_noise(tuple(x0.shape[1:]), seeds, stream)
+    return threat.start(x0, eps, noise.to(device=x0.device, dtype=x0.dtype))
+
+
+@dataclass
+class _State:
+    """Per-sample state of a PGD run (every tensor indexed by sample, not by row)."""
+
+    x: torch.Tensor  # current iterate
+    velocity: torch.Tensor  # momentum, in the dual norm's unit ball
+    best_x: torch.Tensor  # the first successful iterate, else the one of highest loss so far
+    best_loss: torch.Tensor
+    success: torch.Tensor
+    iterations: torch.Tensor  # iterate index of the first success, else n_iter
+    nonfinite: torch.Tensor
+    active: torch.Tensor  # still attacked (with stop_on_success, until the first success)
+
+    @classmethod
+    def start(cls, x: torch.Tensor, n_iter: int) -> _State:
+        n, device = x.shape[0], x.device
+        return cls(x, torch.zeros_like(x), x.clone(), torch.full((n,), -float("inf"), device=device),
+                   torch.zeros(n, dtype=torch.bool, device=device),
+                   torch.full((n,), n_iter, dtype=torch.long, device=device),
+                   torch.zeros(n, dtype=torch.bool, device=device), torch.ones(n, dtype=torch.bool, device=device))
+
+    def record(self, rows: torch.Tensor, it: int, loss: torch.Tensor, ok: torch.Tensor, stop_on_success: bool) -> None:
+        """Take in the evaluation of iterate ``it`` at ``rows``: non-finite losses, the best point, first success."""
+        self.nonfinite[rows] |= ~torch.isfinite(loss)
+        open_ = ~self.success[rows]  # a success is kept whatever the loss does later
+        better = (loss > self.best_loss[rows]) & open_
+        self.best_loss[rows] = torch.where(better, loss, self.best_loss[rows])
+        self.best_x[rows[better]] = self.x[rows[better]]
+        new = ok & open_
+        self.success[rows[new]] = True
+        self.iterations[rows[new]] = it
+        self.best_x[rows[new]] = self.x[rows[new]]
+        if stop_on_success:
+            self.active[rows[ok]] = False
+
+    def direction(self, rows: torch.Tensor, grad: torch.Tensor, momentum: float, norm: str) -> torch.Tensor:
+        """What the step at ``rows`` follows: the gradient, or with momentum the renormalised velocity."""
+        if momentum <= 0:
+            return grad
+        # FARE's rule: the velocity is renormalised every step, v ← unit(μ·v + unit(g)). Under ℓ∞ the sign of
+        # μ·v + sign(g) equals sign(g) wherever g ≠ 0 (|μ·v| ≤ μ < 1), so it only steers coordinates with a zero
+        # gradient; it is kept to match the published recipe, not for its effect.
+        self.velocity[rows] = _unit(momentum * self.velocity[rows] + _unit(grad, norm), norm)
+        return self.velocity[rows]
 
 
 def _unit(grad: torch.Tensor, norm: str) -> torch.Tensor:

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from attacks.apgd import apgd
-from attacks.losses import classification_objective
+from attacks.base import AttackResult
+from attacks.losses import LOSSES, LossSpec, classification_objective
 from attacks.memory import BatchSplitter
 from attacks.pgd import pgd
 from bench.core.errors import BenchError
@@ -23,17 +24,31 @@ from bench.core.errors import BenchError
 @dataclass(frozen=True)
 class Stage:
     method: str  # apgd | pgd
-    loss: str  # ce | dlr | dlr-targeted
+    loss: str  # a registered classification loss (attacks.losses.LOSSES): ce | dlr | dlr-targeted | …
     iterations: int
     restarts: int = 1
     targets: int = 0  # target classes tried, for targeted losses
     momentum: float = 0.0  # pgd only
 
+    @property
+    def loss_spec(self) -> LossSpec:
+        return LOSSES.get(self.loss)
+
     def label(self) -> str:
-        name = {"ce": "CE", "dlr": "DLR", "dlr-targeted": "T"}[self.loss]
-        head = f"{self.method.upper()}-{name}"
+        head = f"{self.method.upper()}-{self.loss_spec.label}"
         reps = f"{self.targets} targets" if self.targets else f"{self.restarts} restart{'s' * (self.restarts > 1)}"
         return f"{head} {self.iterations} it × {reps}"
+
+    def target_ranks(self, n_classes: int) -> list[int | None]:
+        """One attack per entry: for a targeted loss the rank of each target class tried (at most the C − 1 other
+        classes), otherwise a single untargeted attack (None)."""
+        if self.loss_spec.targeted:
+            return list(range(min(self.targets, n_classes - 1)))
+        return [None]
+
+    def passes(self, n_classes: int) -> int:
+        """Forward+backward passes one sample costs at most in this stage (robust through every run)."""
+        return self.iterations * self.restarts * max(1, len(self.target_ranks(n_classes)))
 
 
 class StagedProtocol:
@@ -141,11 +156,8 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast("cuda", dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
 
 
-MIN_CLASSES = {"ce": 2, "dlr": 3, "dlr-targeted": 4}  # DLR divides by the gap to the 3rd / 4th largest logit
-
-
 def check_classes(protocol: Protocol, n_classes: int) -> None:
-    need = max((MIN_CLASSES[s.loss] for s in protocol.stages), default=0)
+    need = max((s.loss_spec.min_classes for s in protocol.stages), default=0)
     if n_classes < need:
         raise BenchError(f"protocol {protocol.name} uses a loss that needs at least {need} classes; "
                          f"this dataset has {n_classes}")
@@ -169,56 +181,76 @@ def run_protocol(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol: 
     (as AutoAttack re-scores), so a half-precision artefact never removes a point from the later stages.
     ``splitter`` splits attack batches that do not fit on the device (a new one per call by default).
     """
-    splitter = splitter or BatchSplitter()
-    clean_logits = score(model, x, splitter)
-    clean_pred = clean_logits.argmax(dim=1)
-    finite_clean = torch.isfinite(clean_logits).all(dim=1)
-    clean_correct = (clean_pred == y) & finite_clean
-    n_classes = clean_logits.shape[1]
-    check_classes(protocol, n_classes)
+    run = _ProtocolRun(model, x, y, eps, protocol, seeds, precision, splitter or BatchSplitter())
+    check_classes(protocol, run.n_classes)
     if state is None:
-        state = ProtocolState(0, clean_correct.clone(), x.detach().clone(), [""] * len(y),
+        state = ProtocolState(0, run.clean_correct.clone(), x.detach().clone(), [""] * len(y),
                               torch.zeros(len(y), dtype=torch.long, device=x.device))
-    nonfinite = ~finite_clean
-
-    def forward(inp):
-        with _autocast(x.device, precision):
-            return model(inp).float()
-
     for si in range(state.next_stage, len(protocol.stages)):
-        stage = protocol.stages[si]
-        passes = range(min(stage.targets, n_classes - 1)) if stage.loss == "dlr-targeted" else [None]
-        for t in passes:
+        run.stage(si, state)
+        state.next_stage = si + 1
+        if on_stage is not None:
+            on_stage(state)
+    return run.outcome(state)
+
+
+class _ProtocolRun:
+    """One protocol on one batch: the clean scores every stage reads, the stages, and the final fp32 re-scoring."""
+
+    def __init__(self, model, x, y, eps: float, protocol: Protocol, seeds, precision: str, splitter: BatchSplitter):
+        self.model, self.x, self.y, self.eps, self.protocol, self.seeds = model, x, y, eps, protocol, seeds
+        self.precision, self.splitter = precision, splitter
+        self.clean_logits = score(model, x, splitter)
+        self.finite_clean = torch.isfinite(self.clean_logits).all(dim=1)
+        self.clean_correct = (self.clean_logits.argmax(dim=1) == y) & self.finite_clean
+        self.n_classes = self.clean_logits.shape[1]
+        self.nonfinite = ~self.finite_clean  # NaN/Inf met by a sample anywhere, accumulated over the stages
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        """The attack's forward pass: half precision where the run asks for it, logits in fp32."""
+        with _autocast(self.x.device, self.precision):
+            return self.model(inp).float()
+
+    def stage(self, si: int, state: ProtocolState) -> None:
+        """Stage ``si`` on the points still robust: once, or once per target class for a targeted loss."""
+        stage = self.protocol.stages[si]
+        for rank in stage.target_ranks(self.n_classes):
             idx = torch.nonzero(state.robust).flatten()
             if idx.numel() == 0:
                 break
 
-            def attack(chunk, t=t, stage=stage, si=si):
-                return _attack(forward, x[chunk], y[chunk], seeds[chunk.cpu()], clean_logits[chunk], eps, stage,
-                               protocol.norm, si * 100 + (t or 0), t)
+            def attack(chunk, rank=rank):
+                return _attack(self.forward, self.x[chunk], self.y[chunk], self.seeds[chunk.cpu()],
+                               self.clean_logits[chunk], self.eps, stage, self.protocol.norm, si * 100 + (rank or 0),
+                               rank)
 
-            for chunk, res in splitter.map(attack, idx):
-                nonfinite[chunk] |= res.nonfinite
-                state.x_adv[chunk] = res.x_adv
-                claimed = chunk[res.success]
-                if claimed.numel():
-                    logits = score(model, res.x_adv[res.success], splitter)
-                    confirmed = (logits.argmax(dim=1) != y[claimed]) | ~torch.isfinite(logits).all(dim=1)
-                    hit = claimed[confirmed]
-                    state.robust[hit] = False
-                    state.iterations[hit] = res.iterations[res.success][confirmed]
-                    for i in hit.tolist():
-                        state.broken_by[i] = stage.label()
-        state.next_stage = si + 1
-        if on_stage is not None:
-            on_stage(state)
+            for chunk, res in self.splitter.map(attack, idx):
+                self.record(stage, chunk, res, state)
 
-    adv_logits = score(model, state.x_adv, splitter)
-    finite_adv = torch.isfinite(adv_logits).all(dim=1)
-    adv_pred = adv_logits.argmax(dim=1)
-    robust = clean_correct & (adv_pred == y) & finite_adv
-    return ClassificationOutcome(clean_pred, adv_pred, clean_correct, robust, clean_correct & ~state.robust,
-                                 state.broken_by, state.iterations, nonfinite | ~finite_adv, state.x_adv)
+    def record(self, stage: Stage, chunk: torch.Tensor, res: AttackResult, state: ProtocolState) -> None:
+        """Keep the attack's points; a claimed success breaks a sample only once fp32 re-scoring confirms it."""
+        self.nonfinite[chunk] |= res.nonfinite
+        state.x_adv[chunk] = res.x_adv
+        claimed = chunk[res.success]
+        if not claimed.numel():
+            return
+        logits = score(self.model, res.x_adv[res.success], self.splitter)
+        confirmed = (logits.argmax(dim=1) != self.y[claimed]) | ~torch.isfinite(logits).all(dim=1)
+        hit = claimed[confirmed]
+        state.robust[hit] = False
+        state.iterations[hit] = res.iterations[res.success][confirmed]
+        for i in hit.tolist():
+            state.broken_by[i] = stage.label()
+
+    def outcome(self, state: ProtocolState) -> ClassificationOutcome:
+        """Per-sample verdicts from the final adversarial images, re-scored in fp32."""
+        adv_logits = score(self.model, state.x_adv, self.splitter)
+        finite_adv = torch.isfinite(adv_logits).all(dim=1)
+        adv_pred = adv_logits.argmax(dim=1)
+        robust = self.clean_correct & (adv_pred == self.y) & finite_adv
+        return ClassificationOutcome(self.clean_logits.argmax(dim=1), adv_pred, self.clean_correct, robust,
+                                     self.clean_correct & ~state.robust, state.broken_by, state.iterations,
+                                     self.nonfinite | ~finite_adv, state.x_adv)
 
 
 def _attack(forward, x, y, seeds, clean_logits, eps, stage: Stage, norm: str, stream: int, target_rank: int | None):

@@ -60,6 +60,10 @@ class VLMStage:
         head = f"APGD {self.iterations} it {'toward' if self.targeted else 'away from'} {what}"
         return head + (", from the worst image" if self.init == "best" else "") + (", fp32" if self.fp32 else "")
 
+    def passes(self, n_classes: int = 0) -> int:
+        """Forward+backward passes one sample costs at most in this stage (the cost estimate's bound)."""
+        return self.iterations * max(1, self.restarts)
+
 
 @dataclass(frozen=True)
 class VLMProtocol(StagedProtocol):

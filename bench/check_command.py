@@ -90,6 +90,8 @@ def _current(selected, args) -> tuple:
 
 def write_baseline(args) -> int:
     """Add or refresh cells: from --results (any encoder there) or by re-running the baseline's own cells."""
+    from bench.store import writing
+
     baseline = read_baseline(args.baseline) if args.baseline.is_file() else None
     if args.results is None and baseline is None:
         raise BenchError(f"{args.baseline} does not exist: make it from a results directory with --results DIR")
@@ -102,8 +104,9 @@ def write_baseline(args) -> int:
     fresh = _select(fresh, args)
     if fresh.empty:
         raise BenchError("no rows to write (check --results, --encoder and --dataset)")
-    args.baseline.parent.mkdir(parents=True, exist_ok=True)
-    merge_baseline(baseline, fresh).to_csv(args.baseline, index=False)
+    with writing(args.baseline, "baseline file"):
+        args.baseline.parent.mkdir(parents=True, exist_ok=True)
+        merge_baseline(baseline, fresh).to_csv(args.baseline, index=False)
     print(f"wrote {fresh['run_id'].nunique()} runs ({len(fresh)} rows) into {args.baseline}")
     return 0
 

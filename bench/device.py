@@ -67,11 +67,7 @@ def precision_scope(encoder, device: torch.device, precision: str):
 
 def passes_per_sample(protocol, n_classes: int) -> int:
     """Forward+backward passes one sample costs at most (it stays robust through every stage and restart)."""
-    total = 0
-    for stage in protocol.stages:
-        repeats = min(stage.targets, n_classes - 1) if stage.loss == "dlr-targeted" else stage.restarts
-        total += stage.iterations * max(1, repeats)
-    return total
+    return sum(stage.passes(n_classes) for stage in protocol.stages)
 
 
 def _input_batch(encoder, n: int, device: torch.device) -> torch.Tensor:

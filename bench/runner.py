@@ -145,6 +145,8 @@ def run(req: RunRequest) -> pd.DataFrame:
     shards, device = init_shards(resolve_device(req.device))
     dev.check_precision(req.precision, device)
     store = Store(req.out)
+    if not req.plan_only:
+        store.check_writable()
     tasks = {t: TASKS.get(t)() for t, _ in pairs}
     data_cache: dict[tuple[str, str], object] = {}
     results = []

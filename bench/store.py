@@ -19,6 +19,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -38,6 +39,9 @@ ROW_COLUMNS = [
 ]
 # columns rows written before they existed lack: read as "" (unknown), filled from the run card where it says
 LATER_COLUMNS = ["encoder_sha256", "encoder_source"]
+# per run: which per-sample record columns are text. CSV has no types and pandas infers them per file, so without it a
+# batch whose answers are all "2" or "007" would read back as the integers 2 and 7
+TEXT_COLUMNS = "text_columns.json"
 # read as text whatever they look like (a metric named "0", a version string "1e5")
 STRING_COLUMNS = ["run_id", "suite", "encoder", "method", "train_eps", "task", "dataset", "attack", "protocol",
                   "eps_str", "precision", "metric", "git_sha", "versions", "started_at", *LATER_COLUMNS]
@@ -85,19 +89,27 @@ def versions() -> dict[str, str]:
     return out
 
 
+RESULTS_DIRECTORY = "results directory"
+# what a directory that cannot be written answers: --out names a file or lies below one (ENOTDIR, EEXIST), a
+# read-only mount (EROFS), a place where nothing can be created such as /proc (ENOENT from mkdir)
+UNWRITABLE = (errno.ENOTDIR, errno.EEXIST, errno.EROFS, errno.ENOENT)
+
+
 @contextmanager
-def writing(path: Path):
-    """Turn the OS errors of a write into one-line user errors; what was written before stays."""
+def writing(path: Path, what: str = RESULTS_DIRECTORY):
+    """Turn the OS errors of a write into one-line user errors; what was written before stays. ``what`` names the
+    place being written in the message (the results directory, a report directory, a baseline file)."""
     try:
         yield
     except PermissionError as exc:
-        raise BenchError(f"results directory is not writable: {path} ({exc.strerror})") from exc
+        raise BenchError(f"{what} is not writable: {path} ({exc.strerror})") from exc
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise BenchError(f"disk full while writing {path}; finished batches are kept, free space and re-run "
-                             "the same command to resume") from exc
-        if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EROFS):  # e.g. --out names a file, or a read-only mount
-            raise BenchError(f"results directory is not writable: {path} ({exc.strerror})") from exc
+            resume = "finished batches are kept, " if what == RESULTS_DIRECTORY else ""
+            raise BenchError(f"disk full while writing {path}; {resume}free space and re-run the same command"
+                             + (" to resume" if resume else "")) from exc
+        if exc.errno in UNWRITABLE:
+            raise BenchError(f"{what} is not writable: {path} ({exc.strerror})") from exc
         raise
 
 
@@ -150,15 +162,7 @@ class Run:
 
     def records(self) -> pd.DataFrame:
         """All per-sample records written so far (one row per sample id)."""
-        frames = []
-        for path in sorted(self.samples_dir.glob("*.csv")):
-            try:
-                frames.append(pd.read_csv(path, keep_default_na=False, dtype={"sample_id": str}))
-            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-                raise BenchError(f"corrupt per-sample file {path}: {exc}; delete it to recompute that batch") from exc
-        if not frames:
-            return pd.DataFrame()
-        return pd.concat(frames, ignore_index=True).drop_duplicates("sample_id", keep="first")
+        return read_samples(self.dir)
 
     def done_ids(self) -> set[str]:
         df = self.records()
@@ -170,7 +174,15 @@ class Run:
         # the sample id comes from a dataset: made a plain file name, so it cannot add a directory or climb out
         path = self.samples_dir / f"{records[0]['index']:08d}-{safe_component(str(records[0]['sample_id']))}.csv"
         with writing(path):
+            self._note_text_columns(records)
             atomic_write_bytes(path, csv_bytes(pd.DataFrame(records)))
+
+    def _note_text_columns(self, records: list[dict]) -> None:
+        """Remember which record columns hold text (before the batch is written), so that they read back as text."""
+        text = {k for r in records for k, v in r.items() if isinstance(v, str)}
+        known = set(text_columns(self.dir))
+        if not text <= known:
+            atomic_write_bytes(self.dir / TEXT_COLUMNS, json.dumps(sorted(known | text)).encode())
 
     def finish(self, rows: list[dict], card: dict) -> pd.DataFrame:
         df = pd.DataFrame(rows, columns=ROW_COLUMNS)
@@ -182,6 +194,31 @@ class Run:
 
     def rows(self) -> pd.DataFrame:
         return read_rows(self.dir / "rows.csv")
+
+
+def text_columns(run_dir: Path) -> list[str]:
+    """The record columns a run wrote as text (none known for runs stored before this was recorded)."""
+    path = Path(run_dir) / TEXT_COLUMNS
+    try:
+        return list(json.loads(path.read_text())) if path.is_file() else []
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchError(f"corrupt file {path}: {exc}; delete it (records are then read with inferred types)") from exc
+
+
+def read_samples(run_dir: Path) -> pd.DataFrame:
+    """The per-sample records stored under ``run_dir`` (one row per sample id; empty when it has none), each column
+    with the type it was written with: text columns are read as text even where every value of a file looks like a
+    number (a batch of count answers "2", "3"; "007")."""
+    dtypes = {"sample_id": str, **dict.fromkeys(text_columns(run_dir), str)}
+    frames = []
+    for path in sorted((Path(run_dir) / "samples").glob("*.csv")):
+        try:
+            frames.append(pd.read_csv(path, keep_default_na=False, dtype=dtypes))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise BenchError(f"corrupt per-sample file {path}: {exc}; delete it to recompute that batch") from exc
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True).drop_duplicates("sample_id", keep="first")
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
@@ -214,6 +251,15 @@ def card_checkpoint(card: dict) -> tuple[str, str]:
 class Store:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+
+    def check_writable(self) -> None:
+        """Fail now, in one line, if runs cannot be written under the root, rather than after an encoder was loaded
+        or trained: create the runs directory as the first run would, and a file in it."""
+        runs = self.root / "runs"
+        with writing(self.root):
+            runs.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=runs):
+                pass
 
     def run(self, cfg: CellConfig) -> Run:
         return Run(self.root, cfg)

@@ -119,3 +119,27 @@ def test_reference_backends_stay_in_the_ball(tiny_classifier, tiny_batch, backen
     assert (out.x_adv - tiny_batch).abs().max() <= 4 / 255 + 1e-6
     assert set(out.broken_by) <= {"", backend} and (out.robust <= out.clean_correct).all()
     assert out.attack_success.any()
+
+
+def test_a_success_keeps_the_point_that_succeeded():
+    """x_adv of a successful sample is the iterate whose evaluation succeeded, also when that iteration closes a
+    checkpoint window and the step halving sends the row back to its best point (pyautoattack records the success
+    before the checkpoint too). The objective's loss falls at every evaluation, so the best point is the start and
+    every checkpoint halves; success is claimed at evaluation k only."""
+    x = torch.full((2, 3, 4, 4), 0.5)
+    wrong = []
+    for k in range(1, 31):  # n_iter = 30: checkpoints close at iterations 6, 11, 15, 18, 20, 21, …
+        seen, calls = {}, [0]
+
+        def objective(x_adv, idx, k=k, seen=seen, calls=calls):
+            it = calls[0]
+            calls[0] += 1
+            if it == k:
+                seen["x"] = x_adv.detach().clone()
+            return -float(it) + 1e-3 * x_adv.flatten(1).sum(dim=1), torch.full((len(idx),), it == k)
+
+        res = apgd(objective, x, 8 / 255, n_iter=30, seeds=torch.arange(2))
+        assert res.success.all() and (res.iterations == k).all()
+        if not torch.equal(res.x_adv, seen["x"]):
+            wrong.append(k)
+    assert not wrong, f"x_adv is not the successful iterate for successes at iterations {wrong}"

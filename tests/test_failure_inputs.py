@@ -4,6 +4,8 @@ directory that cannot be written."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.cli import main
@@ -83,4 +85,38 @@ def test_results_directory_under_a_regular_file(sub, capsys, tmp_path):
     out = blocker / sub if sub else blocker
     err = one_line_error(capsys, ["run", "--attack", "none", "--out", str(out), *MICRO])
     assert "results directory is not writable" in err
+    assert blocker.read_text() == "not a directory\n"
+
+
+def _never_load_an_encoder(*_args, **_kwargs):
+    raise AssertionError("an unwritable results directory must be refused before an encoder is loaded or trained")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where nothing can be created")
+def test_results_directory_where_nothing_can_be_created(capsys, monkeypatch):
+    """``mkdir`` under /proc fails with ENOENT (a FileNotFoundError, even for root): refused in one line, before any
+    encoder is loaded."""
+    monkeypatch.setattr("bench.micro.suite.load_encoder", _never_load_an_encoder)
+    err = one_line_error(capsys, ["run", "--encoder", "clip", "--attack", "apgd", "--eps", "4/255", "--out",
+                                  "/proc/forbidden", "--no-progress"])
+    assert "results directory is not writable: /proc/forbidden" in err
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_report_and_baseline_destinations_that_cannot_be_written(where, capsys, tmp_path):
+    from report_synth import add_cell
+
+    if where == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux's /proc")
+    store = tmp_path / "results"
+    add_cell(store, "clip", "colour", "0", 0.9)
+    add_cell(store, "clip", "colour", "4/255", 0.1)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory\n")
+    bad = blocker / "sub" if where == "under-a-file" else Path("/proc/forbidden")
+    err = one_line_error(capsys, ["report", "--out", str(store), "--report-dir", str(bad)])
+    assert f"report directory is not writable: {bad}" in err
+    err = one_line_error(capsys, ["check", "--results", str(store), "--write-baseline", "--baseline",
+                                  str(bad / "baseline.csv")])
+    assert f"baseline file is not writable: {bad / 'baseline.csv'}" in err
     assert blocker.read_text() == "not a directory\n"

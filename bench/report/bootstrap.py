@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.store import read_samples
+
 
 def read_records(store_root: Path, run_id: str) -> pd.DataFrame:
     """A run's per-sample records (empty when it has none); read-only, unlike ``store.Run`` which creates the run."""
-    files = sorted((Path(store_root) / "runs" / run_id / "samples").glob("*.csv"))
-    if not files:
-        return pd.DataFrame()
-    frames = [pd.read_csv(f, keep_default_na=False, dtype={"sample_id": str}) for f in files]
-    return pd.concat(frames, ignore_index=True).drop_duplicates("sample_id", keep="first")
+    return read_samples(Path(store_root) / "runs" / run_id)

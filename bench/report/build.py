@@ -45,14 +45,15 @@ def markdown_report(tab: ReportTable) -> str:
 
 def write_report(req: ReportRequest) -> tuple[ReportTable, list[Path]]:
     from bench.core.hub import cache_root
-    from bench.store import Store
+    from bench.store import Store, writing
 
     tab = build_table(Store(req.store).rows(), req.filters, req.ci, req.store)
     out = req.report_dir
-    out.mkdir(parents=True, exist_ok=True)
     written = [out / "table.md", out / "table.tex"]
-    written[0].write_text(markdown_report(tab))
-    written[1].write_text(to_latex(tab))
+    with writing(out, "report directory"):  # the first writes tell whether the directory can be written at all
+        out.mkdir(parents=True, exist_ok=True)
+        written[0].write_text(markdown_report(tab))
+        written[1].write_text(to_latex(tab))
     written.append(write_csv(tab, out / "table.csv"))
 
     figures = [Figure("headline metric vs ε", plot_metric_vs_eps(tab, out / "accuracy_vs_eps")[0])]
