@@ -136,7 +136,7 @@ def _torchattacks(model, protocol: Protocol, eps: float, seed: int, n_classes: i
                                              n_restarts=stage.restarts, seed=seed, loss=stage.loss, rho=0.75))
         else:  # ℓ∞ PGD without momentum (check_backend); it returns its last iterate, the native PGD the first
             # successful one
-            attacks.append(torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / stage.iterations,
+            attacks.append(torchattacks.PGD(model, eps=eps, alpha=stage.pgd_step(eps),
                                             steps=stage.iterations, random_start=True))
     return attacks[0] if len(attacks) == 1 else torchattacks.MultiAttack(attacks)
 
