@@ -157,7 +157,7 @@ def _torchattacks(model, protocol: Protocol, eps: float, seed: int, n_classes: i
                                              loss=stage.loss_spec.reference_name("torchattacks"), rho=0.75))
         else:  # ℓ∞ PGD without momentum (check_backend); it returns its last iterate, the native PGD the first
             # successful one
-            attacks.append(torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / stage.iterations,
+            attacks.append(torchattacks.PGD(model, eps=eps, alpha=stage.pgd_step(eps),
                                             steps=stage.iterations, random_start=True))
     return attacks[0] if len(attacks) == 1 else torchattacks.MultiAttack(attacks)
 

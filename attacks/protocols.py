@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -29,6 +29,10 @@ class Stage:
     restarts: int = 1
     targets: int = 0  # target classes tried, for targeted losses
     momentum: float = 0.0  # pgd only
+    step_size: float | None = None  # pgd only: a fixed step in pixel units; None: Madry et al.'s 2.5·ε/iterations
+    # pgd only: judge a sample by the final iterate alone (as TGA-ZSR's evaluation does), not by its first
+    # misclassified iterate; a weaker verdict, since a point broken midway may be classified correctly again
+    last_iterate: bool = False
 
     @property
     def loss_spec(self) -> LossSpec:
@@ -37,7 +41,18 @@ class Stage:
     def label(self) -> str:
         head = f"{self.method.upper()}-{self.loss_spec.label}"
         reps = f"{self.targets} targets" if self.targets else f"{self.restarts} restart{'s' * (self.restarts > 1)}"
-        return f"{head} {self.iterations} it × {reps}"
+        extra = ([f"step {_levels(self.step_size)}"] if self.step_size is not None else []) + \
+            (["last iterate"] if self.last_iterate else [])
+        return f"{head} {self.iterations} it × {reps}" + "".join(f", {e}" for e in extra)
+
+    def pgd_step(self, eps: float) -> float:
+        return 2.5 * eps / self.iterations if self.step_size is None else self.step_size
+
+
+def _levels(value: float) -> str:
+    """A pixel-unit size as k/255 when it is one (1/255), else as a number."""
+    k = value * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-9 else f"{value:g}"
 
     def target_ranks(self, n_classes: int) -> list[int | None]:
         """One attack per entry: for a targeted loss the rank of each target class tried (at most the C − 1 other
@@ -95,6 +110,13 @@ PROTOCOLS: dict[str, Protocol] = {
                  (Stage("pgd", "ce", 10),)),
         Protocol("pgd-100", "ℓ∞ PGD, 100 steps of 2.5ε/100, random start",
                  (Stage("pgd", "ce", 100),)),
+        # zhyblue424/TGA-ZSR (5f2b31c) TGA-ZSR.py l. 48-50 (100 steps of 1/255) and l. 421-424 with attacks.py
+        # l. 13-53: uniform random start in the ε-ball clamped to [0,1], 100 sign steps of 1/255 on the CE, no momentum,
+        # no early stop, the final iterate scored. The published TGA-ZSR, PMG-AFT, TeCoA, FARE and CLIP figures use it
+        # at ε = 1/255 (there the step equals ε).
+        Protocol("pgd-100-tga", "TGA-ZSR's evaluation PGD: ℓ∞, 100 sign steps of 1/255 on the CE, uniform random "
+                 "start, no momentum, the last iterate scored",
+                 (Stage("pgd", "ce", 100, step_size=1 / 255, last_iterate=True),)),
         Protocol("apgd", "single APGD-CE run, 100 iterations, 1 restart",
                  (Stage("apgd", "ce", 100),)),
         Protocol("apgd-dlr", "single APGD-DLR run, 100 iterations, 1 restart",
@@ -263,5 +285,13 @@ def _attack(forward, x, y, seeds, clean_logits, eps, stage: Stage, norm: str, st
     if stage.method == "apgd":
         return apgd(objective, x, eps, n_iter=stage.iterations, restarts=stage.restarts, norm=norm, seeds=seeds,
                     stream=stream)
-    return pgd(objective, x, eps, n_iter=stage.iterations, momentum=stage.momentum, norm=norm, seeds=seeds,
-               stream=stream, stop_on_success=True)
+    if stage.last_iterate:
+        res = pgd(objective, x, eps, n_iter=stage.iterations, step_size=stage.pgd_step(eps), momentum=stage.momentum,
+                  norm=norm, seeds=seeds, stream=stream, last_iterate=True)
+        # pgd does not evaluate the final iterate (training does not need it); the verdict is that iterate's alone
+        with torch.no_grad():
+            loss, success = objective(res.x_adv, torch.arange(len(x), device=x.device))
+        return replace(res, success=success, loss=loss, nonfinite=res.nonfinite | ~torch.isfinite(loss),
+                       iterations=torch.full_like(res.iterations, stage.iterations))
+    return pgd(objective, x, eps, n_iter=stage.iterations, step_size=stage.pgd_step(eps), momentum=stage.momentum,
+               norm=norm, seeds=seeds, stream=stream, stop_on_success=True)

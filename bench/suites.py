@@ -49,6 +49,9 @@ SUITES.register("paper-b32", _paper("paper-b32"), "the published ViT-B/32 (LAION
                 "the same protocol")
 SUITES.register("paper-b32-openai", _paper("paper-b32-openai"), "the OpenAI ViT-B/32 CLIP and FARE's published "
                 "FARE⁴ and TeCoA⁴ towers for it, on the same protocol")
+SUITES.register("paper-zsr", _paper("paper-zsr"), "the OpenAI ViT-B/32 CLIP on the TGA-ZSR table's 16 zero-shot "
+                "datasets (ε = 1/255: --attack pgd-100-tga, and aa-custom); FARE's published ε = 1/255 towers, "
+                "PMG-AFT, TGA-ZSR and AGFT trained with their paper recipes; GPU work")
 
 
 def get_suite(name: str, **options) -> Suite:

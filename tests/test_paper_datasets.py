@@ -121,7 +121,7 @@ def test_torchvision_copy(tmp_path, offline, cifar_slice, monkeypatch):
 
 
 def test_thirteen_plus_imagenet():
-    assert len(DATASETS) == 14 and len(datasets.THIRTEEN) == 13
+    assert len(datasets.FARE_DATASETS) == 14 and len(datasets.THIRTEEN) == 13 and len(DATASETS) == 18
     assert {d for d, s in DATASETS.items() if s.native} == {"cifar10", "cifar100", "stl10"}
     assert DATASETS["caltech101"].repo == "clip-benchmark/wds_vtab-caltech101"
     assert shutil.which  # the module imports without the hub

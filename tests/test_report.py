@@ -61,6 +61,70 @@ def test_refuses_same_attack_name_with_other_iterations(tmp_path):
         table_of(tmp_path)
 
 
+def two_protocol_grid(root) -> None:
+    """clip and fare1 on two datasets, clean and at 1/255 under both aa-custom and pgd-100-tga."""
+    values = {("clip", "0"): (0.9, 0.8), ("fare1", "0"): (0.85, 0.75)}
+    robust = {("clip", "aa-custom"): (0.0, 0.1), ("clip", "pgd-100-tga"): (0.05, 0.2),
+              ("fare1", "aa-custom"): (0.5, 0.4), ("fare1", "pgd-100-tga"): (0.6, 0.5)}
+    for (enc, _), (shape, colour) in values.items():
+        add_cell(root, enc, "shape", "0", shape)
+        add_cell(root, enc, "colour", "0", colour)
+    for (enc, attack), (shape, colour) in robust.items():
+        add_cell(root, enc, "shape", "1/255", shape, attack=attack)
+        add_cell(root, enc, "colour", "1/255", colour, attack=attack)
+
+
+def test_two_protocols_side_by_side_in_columns_of_their_own(tmp_path):
+    two_protocol_grid(tmp_path)
+    with pytest.raises(BenchError, match="different protocols.*--protocol a,b"):  # one column would mix them
+        table_of(tmp_path)
+    tab = table_of(tmp_path, filters=Filters(protocols=("aa-custom", "pgd-100-tga")))
+    md = to_markdown(tab)
+    assert md.splitlines()[0] == (
+        "| encoder | shape clean | shape 1/255 aa-custom | shape 1/255 pgd-100-tga | colour clean "
+        "| colour 1/255 aa-custom | colour 1/255 pgd-100-tga | average clean | average 1/255 aa-custom "
+        "| average 1/255 pgd-100-tga |")
+    assert md_row(md, "clip") == ["**90.0**", "0.0", "5.0", "**80.0**", "10.0", "20.0", "**85.0**", "5.0", "12.5"]
+    assert md_row(md, "fare1") == ["85.0", "**50.0**", "**60.0**", "75.0", "**40.0**", "**50.0**", "80.0", "**45.0**",
+                                   "**55.0**"]
+    assert any("side by side" in n and "aa-custom, pgd-100-tga" in n for n in tab.notes)
+    # the order the protocols are named in is the order of their columns
+    flipped = to_markdown(table_of(tmp_path, filters=Filters(protocols=("pgd-100-tga", "aa-custom"))))
+    assert "shape 1/255 pgd-100-tga | shape 1/255 aa-custom" in flipped.splitlines()[0]
+    # one protocol named: the plain layout, the other protocol's rows left out
+    single = to_markdown(table_of(tmp_path, filters=Filters(protocols=("aa-custom",))))
+    assert "shape 1/255 |" in single.splitlines()[0] and md_row(single, "fare1")[1] == "**50.0**"
+
+
+def test_split_columns_still_refuse_one_attack_with_two_settings(tmp_path):
+    two_protocol_grid(tmp_path)
+    add_cell(tmp_path, "tecoa1", "shape", "1/255", 0.3, attack="aa-custom", protocol="APGD-CE 10 it × 1 restart",
+             steps=10)
+    with pytest.raises(BenchError, match="different protocols.*re-run one set"):
+        table_of(tmp_path, filters=Filters(protocols=("aa-custom", "pgd-100-tga")))
+
+
+def test_split_columns_mark_sanity_flags_of_their_own_protocol(tmp_path):
+    two_protocol_grid(tmp_path)
+    add_cell(tmp_path, "fare1", "shape", "1/255", 0.6, attack="pgd-100-tga",
+             extra_rows=[{"metric": "sanity:more-iterations", "value": 0.0}], started_at="2026-01-02T00:00:00+00:00")
+    tab = table_of(tmp_path, filters=Filters(protocols=("aa-custom", "pgd-100-tga")))
+    flagged = {(enc, col.dataset, col.eps_label) for (enc, col) in tab.flags}
+    assert flagged == {("fare1", "shape", "1/255 pgd-100-tga"), ("fare1", "average", "1/255 pgd-100-tga")}
+
+
+def test_cli_report_two_protocols(tmp_path, capsys):
+    two_protocol_grid(tmp_path)
+    assert main(["report", "--out", str(tmp_path), "--protocol", "aa-custom,pgd-100-tga", "--html"]) == 0
+    out = capsys.readouterr().out
+    assert "| shape 1/255 aa-custom | shape 1/255 pgd-100-tga |" in out
+    csv = pd.read_csv(tmp_path / "report" / "table.csv", header=[0, 1], index_col=0)
+    assert csv.loc["fare1", ("average", "1/255 pgd-100-tga")] == 55.0
+    assert csv.loc["clip", ("shape", "1/255 aa-custom")] == 0.0
+    for name in ("accuracy_vs_eps.png", "datasets.png", "tradeoff.png", "report.html"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+
+
 def test_refuses_several_suites(tmp_path):
     add_cell(tmp_path, "clip", "shape", "0", 0.9)
     add_cell(tmp_path, "clip", "cifar10", "0", 0.9, suite="paper")

@@ -129,7 +129,7 @@ def test_collapse_monitor():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["fare", "simclip", "simclip-siamese", "tecoa"])
+@pytest.mark.parametrize("method", ["fare", "simclip", "simclip-siamese", "tecoa", "pmg-aft", "tga-zsr", "agft"])
 def test_each_method_trains_and_writes_card(tmp_path, micro_clip, tiny_data, method):
     from bench.train.loop import LOG_FIELDS, train
 

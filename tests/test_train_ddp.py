@@ -51,3 +51,23 @@ def test_two_processes_match_one(tmp_path):
     original = load_micro_clip().tower.visual.state_dict()
     assert max(float((a[k] - original[k]).abs().max()) for k in a) > 1e-4
     assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["step"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoder", ["pmg-aft1", "tga-zsr1"])
+def test_two_processes_match_one_for_the_two_view_objectives(tmp_path, encoder):
+    """PMG-AFT and TGA-ZSR put x' and x through the trained tower in one call (TGA-ZSR with its tokens) and PMG-AFT
+    sums its KL over the batch: with SGD, which keeps the gradient's scale, two processes must still take the
+    single process's steps."""
+    args = ["train", "--encoder", encoder, "--steps", "2", "--batch-size", "8", "--n-train", "32", "--inner-steps",
+            "1", "--warmup-steps", "1", "--lr", "1e-2", "--optimizer", "sgd", "--no-progress"]
+    single = bench(*args, "--out", str(tmp_path / "single"))
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = bench(*args, "--out", str(tmp_path / "ddp"), "--nproc", "2")
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    logs = [pd.read_csv(tmp_path / run / "train_log.csv") for run in ("single", "ddp")]
+    for column in ("loss", "adv_loss", "grad_norm", "cos_to_original"):
+        assert np.allclose(logs[0][column], logs[1][column], rtol=1e-4, atol=1e-6), column
+    a = load_tensors(tmp_path / "single" / "visual.safetensors")
+    b = load_tensors(tmp_path / "ddp" / "visual.safetensors")
+    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)

@@ -53,9 +53,24 @@ class ImageTower(nn.Module):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
         return (x - self.mean) / self.std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Unnormalised image embeddings of [0,1] images (B, 3, H, W)."""
-        return self.visual(self.prepare(x))
+    def forward(self, x: torch.Tensor, with_tokens: bool = False):
+        """Unnormalised image embeddings of [0,1] images (B, 3, H, W).
+
+        ``with_tokens=True`` also returns every final token after ``ln_post`` *and* the projection, (B, 1 + N, D),
+        class token first (its row is the embedding): what TGA-ZSR's attention maps read. open_clip's
+        ``output_tokens`` gives the patch tokens without ``proj``, so the projection is applied here. One call
+        returns both, so that a DDP-wrapped tower sees one forward per step."""
+        if not with_tokens:
+            return self.visual(self.prepare(x))
+        visual = self.visual
+        if getattr(visual, "pool_type", None) != "tok" or visual.attn_pool is not None or visual.final_ln_after_pool:
+            # the class token is the embedding only for CLIP's own pooling (ln_post on every token, then token 0)
+            raise ValueError("with_tokens needs an open_clip ViT pooling by its class token after ln_post")
+        # open_clip VisionTransformer.forward, step by step, keeping the tokens (same modules, same order)
+        pooled, patches = visual._pool(visual.transformer(visual._embeds(self.prepare(x))))
+        if visual.proj is not None:
+            pooled, patches = pooled @ visual.proj, patches @ visual.proj
+        return pooled, torch.cat([pooled.unsqueeze(1), patches], dim=1)
 
     def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-block patch tokens (B, N_patches, width), the features LLaVA-style models consume."""

@@ -1,5 +1,6 @@
-"""The zero-shot datasets of the FARE protocol (13 + ImageNet), from the CLIP_benchmark webdatasets on the hub, a
-local copy of them, an ImageNet-style folder or torchvision — and a deterministic, seeded 1,000-sample selection.
+"""The zero-shot datasets of the FARE protocol (13 + ImageNet) and of the TGA-ZSR table (16, four of them not in
+FARE's), from the CLIP_benchmark webdatasets on the hub, a local copy of them, an ImageNet-style folder, a
+torchvision copy or a local folder of named classes — and a deterministic, seeded 1,000-sample selection.
 
 Where the data come from decides the class names and prompts, exactly as CLIP_benchmark does in the protocol:
 a webdataset carries its own ``classnames.txt`` and ``zeroshot_classification_templates.txt``; every other source
@@ -35,12 +36,13 @@ HUB_ORG = "clip-benchmark"
 @dataclass(frozen=True)
 class ZeroShotSpec:
     name: str
-    wds: str  # the CLIP_benchmark webdataset: hf-hub:clip-benchmark/wds_<wds>
+    wds: str | None  # the CLIP_benchmark webdataset: hf-hub:clip-benchmark/wds_<wds>; None: there is none
     benchmark_key: str  # its key in clip-benchmark's classnames / templates data
     native: bool = False  # attacked at native resolution
     folder: str | None = None  # ImageNet-style <wnid>/<image> folder under --data-root
     torchvision: str | None = None  # torchvision dataset class reading a local copy under --data-root
     n_classes: int | None = None  # checked for folder sources, where a partial copy would shrink the task
+    named_folder: str | None = None  # <NNN.class name>/<image> folders under --data-root (Caltech-256's layout)
 
     @property
     def repo(self) -> str:
@@ -63,8 +65,22 @@ DATASETS: dict[str, ZeroShotSpec] = {s.name: s for s in (
     ZeroShotSpec("imagenet-r", "imagenet-r", "imagenet-r", folder="imagenet-r", n_classes=200),
     ZeroShotSpec("imagenet-sketch", "imagenet_sketch", "imagenet_sketch", folder="imagenet-sketch"),
     ZeroShotSpec("imagenet", "imagenet1k", "imagenet1k", folder="imagenet/val"),
+    # in the TGA-ZSR table (below), not in FARE's: CLIP_benchmark has webdatasets of Food-101 and SUN397 (class
+    # names in the webdataset, prompts in the package) but none of Caltech-256 or TinyImageNet, which are read from
+    # local copies (class names from the folders / ImageNet's WordNet ids, ImageNet's 80 prompts)
+    ZeroShotSpec("food101", "food101", "food101"),
+    ZeroShotSpec("sun397", "sun397", "sun397"),
+    ZeroShotSpec("caltech256", None, "caltech256", named_folder="caltech256/256_ObjectCategories", n_classes=257),
+    ZeroShotSpec("tinyimagenet", None, "tinyimagenet", folder="tiny-imagenet-200/val", n_classes=200),
 )}
-THIRTEEN = tuple(d for d in DATASETS if d != "imagenet")  # the protocol's 13-dataset mean
+FARE_DATASETS = ("cifar10", "cifar100", "stl10", "cars", "caltech101", "pets", "flowers", "dtd", "eurosat",
+                 "fgvc_aircraft", "pcam", "imagenet-r", "imagenet-sketch", "imagenet")
+THIRTEEN = FARE_DATASETS[:-1]  # the FARE protocol's 13-dataset mean (ImageNet excluded)
+# zhyblue424/TGA-ZSR (5f2b31c) TGA-ZSR.py l. 205-206, the 16 datasets its README table averages, in its order:
+# tinyImageNet, cifar10, cifar100, STL10, Food101, oxfordpet, flowers102, dtd, EuroSAT, fgvc_aircraft, Caltech101,
+# Caltech256, StanfordCars, PCAM, ImageNet, SUN397
+TGA_ZSR_DATASETS = ("tinyimagenet", "cifar10", "cifar100", "stl10", "food101", "pets", "flowers", "dtd", "eurosat",
+                    "fgvc_aircraft", "caltech101", "caltech256", "cars", "pcam", "imagenet", "sun397")
 
 
 @lru_cache(maxsize=2)
@@ -207,6 +223,69 @@ class FolderSource:
         return _stack([_pixels(self.files[p].read_bytes(), self.spec) for p in positions.tolist()], self.spec)
 
 
+class TinyImageNetValSource(FolderSource):
+    """tiny-imagenet-200's validation split as distributed: ``val/images/*.JPEG`` with ``val/val_annotations.txt``
+    (image, WordNet id, box) instead of class folders; 200 of ImageNet's classes, 50 images each, 64 px."""
+
+    def __init__(self, root: Path, spec: ZeroShotSpec):
+        self.root, self.spec, self.origin = root, spec, f"folder {root}"
+        label_of_file = {}
+        for line in (root / "val_annotations.txt").read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 2:
+                label_of_file[parts[0]] = parts[1]
+        space = sorted(set(label_of_file.values()))
+        wnids = imagenet_wnids()
+        unknown = sorted(set(space) - set(wnids))
+        if unknown or len(space) != spec.n_classes:
+            raise BenchError(f"dataset {spec.name}: {root}/val_annotations.txt names {len(space)} classes"
+                             + (f" (not ImageNet WordNet ids: {unknown[0]}, …)" if unknown else "")
+                             + f", expected {spec.n_classes}")
+        names = benchmark_data("classnames")["imagenet1k"]
+        self.classnames = [names[wnids.index(w)] for w in space]
+        self.templates = templates_for(spec.benchmark_key)
+        self.files = sorted(p for p in (root / "images").iterdir() if p.name in label_of_file)
+        if not self.files:
+            raise BenchError(f"dataset {spec.name}: none of the images of {root}/val_annotations.txt is in "
+                             f"{root}/images/")
+        label = {w: i for i, w in enumerate(space)}
+        self.labels = np.asarray([label[label_of_file[p.name]] for p in self.files], dtype=np.int64)
+        self.ids = unique_ids([f"{label_of_file[p.name]}_{p.stem}" for p in self.files])
+
+
+class NamedFolderSource:
+    """``<root>/<NNN.class name>/<image>``: Caltech-256 as distributed (``256_ObjectCategories``), every folder a
+    class (257 with ``257.clutter``, as the TGA-ZSR evaluation keeps it), no test split (the whole set). Class names
+    come from the folders the way the TGA-ZSR code refines them (``replace/datasets/caltech.py`` l. 200-208): the
+    number prefix and a ``-101`` suffix dropped, ``_`` and ``-`` read as spaces, lower case."""
+
+    def __init__(self, root: Path, spec: ZeroShotSpec):
+        self.root, self.spec, self.origin = root, spec, f"folder {root}"
+        dirs = sorted(p.name for p in root.iterdir() if p.is_dir())
+        if spec.n_classes and len(dirs) != spec.n_classes:
+            raise BenchError(f"dataset {spec.name}: {root} has {len(dirs)} class folders, expected "
+                             f"{spec.n_classes}; the copy is incomplete")
+        self.classnames = [folder_class_name(d) for d in dirs]
+        self.templates = templates_for(spec.benchmark_key)
+        self.files = sorted(p for d in dirs for p in (root / d).iterdir()
+                            if p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
+        if not self.files:
+            raise BenchError(f"dataset {spec.name}: no images in {root}/<class>/")
+        label_of = {d: i for i, d in enumerate(dirs)}
+        self.labels = np.asarray([label_of[p.parent.name] for p in self.files], dtype=np.int64)
+        self.ids = unique_ids([f"{p.parent.name.split('.')[0]}_{p.stem}" for p in self.files])
+
+    def images(self, positions: np.ndarray) -> np.ndarray:
+        return _stack([_pixels(self.files[p].read_bytes(), self.spec) for p in positions.tolist()], self.spec)
+
+
+def folder_class_name(folder: str) -> str:
+    """``"003.backpack"`` → ``"backpack"``, ``"232.t-shirt"`` → ``"t shirt"``, ``"145.motorbikes-101"`` →
+    ``"motorbikes"``."""
+    _, _, name = folder.partition(".")
+    return (name or folder).replace("-101", "").lower().replace("_", " ").replace("-", " ").strip()
+
+
 class TorchvisionSource:
     """A local torchvision copy (``CIFAR10``, ``CIFAR100``, ``STL10``) under --data-root; test split."""
 
@@ -259,20 +338,32 @@ def find_source(spec: ZeroShotSpec, data_root: Path | None):
     """The first place that has the dataset: --data-root (webdataset copy, folder, torchvision), then the hub."""
     looked = []
     if data_root is not None:
-        wds = data_root / f"wds_{spec.wds}"
-        if (wds / "test" / "nshards.txt").is_file():
-            return WebDatasetSource(wds, spec, f"webdataset {wds}")
-        looked.append(str(wds / "test" / "nshards.txt"))
+        if spec.wds:
+            wds = data_root / f"wds_{spec.wds}"
+            if (wds / "test" / "nshards.txt").is_file():
+                return WebDatasetSource(wds, spec, f"webdataset {wds}")
+            looked.append(str(wds / "test" / "nshards.txt"))
         if spec.folder:
             folder = data_root / spec.folder
+            if (folder / "val_annotations.txt").is_file():
+                return TinyImageNetValSource(folder, spec)
             if folder.is_dir():
                 return FolderSource(folder, spec)
             looked.append(f"{folder}/<wnid>/")
+        if spec.named_folder:
+            folder = data_root / spec.named_folder
+            if folder.is_dir():
+                return NamedFolderSource(folder, spec)
+            looked.append(f"{folder}/<NNN.class>/")
         if spec.torchvision:
             dataset = open_torchvision(data_root, spec)
             if dataset is not None:
                 return TorchvisionSource(data_root, spec, dataset)
             looked.append(f"a torchvision {spec.torchvision} copy in {data_root}")
+    if spec.wds is None:
+        where = " or ".join(looked) if looked else f"--data-root DIR holding {spec.folder or spec.named_folder}"
+        raise BenchError(f"dataset {spec.name} has no CLIP_benchmark webdataset and needs a local copy: not found "
+                         f"({where})")
     try:
         root = hub_snapshot(spec.repo, ["test/*", "*.txt"], what=f"dataset {spec.name}")
     except BenchError as exc:

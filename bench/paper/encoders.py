@@ -83,7 +83,13 @@ PAPER_B32_OPENAI = Family(
              "tecoa4": UrlTower(f"{_NC}/RiWGQzBrqYNCaDk/download/vitb32_tecoa_eps_4.pt")},
 )
 
-FAMILIES = {f.suite: f for f in (PAPER_L14, PAPER_B32, PAPER_B32_OPENAI)}
+# The zero-shot table of TGA-ZSR (its README, 16 datasets, ε = 1/255) and PMG-AFT: the OpenAI ViT-B/32 these papers
+# and AGFT fine-tune, FARE's published ε = 1/255 and 4/255 towers for it, and every other robust encoder (PMG-AFT,
+# TGA-ZSR, AGFT, …) trained with its paper recipe (cached under this suite's name: another base model).
+PAPER_ZSR = Family(suite="paper-zsr", arch="ViT-B-32", tag="openai", quick_gelu=True,
+                   sources=dict(PAPER_B32_OPENAI.sources), recipe_suite="paper-zsr")
+
+FAMILIES = {f.suite: f for f in (PAPER_L14, PAPER_B32, PAPER_B32_OPENAI, PAPER_ZSR)}
 
 
 def parse_weights_option(text: str) -> tuple[str, object]:
@@ -141,5 +147,6 @@ def trained(family: Family, spec, base, ctx, train_overrides: dict | None = None
     cfg = recipe(family.recipe_suite, spec.method, round(spec.train_eps * 255))
     if train_overrides:
         cfg = cfg.with_overrides(**train_overrides)
-    return obtain(cfg, spec.name, base.load(ctx.device), lambda: train_data(cfg.suite, cfg.n_train, None, cfg.seed),
+    return obtain(cfg, spec.name, base.load(ctx.device),
+                  lambda: train_data(cfg.suite, cfg.n_train, None, cfg.seed, cfg.train_set),
                   torch.device(ctx.device), allow_training=ctx.allow_training, progress=ctx.progress)

@@ -15,7 +15,9 @@ from pathlib import Path
 from bench.core.errors import BenchError
 from bench.paper import datasets, encoders
 
-TASK_DATASETS: dict[str, tuple[str, ...]] = {"zeroshot": tuple(datasets.DATASETS)}
+TASK_DATASETS: dict[str, tuple[str, ...]] = {"zeroshot": datasets.FARE_DATASETS}
+# a suite whose zero-shot table is another paper's
+ZEROSHOT_DATASETS: dict[str, tuple[str, ...]] = {"paper-zsr": datasets.TGA_ZSR_DATASETS}
 DEFAULT_TASKS = ("zeroshot",)
 N_SAMPLES = 1000  # per dataset, as in the protocol
 BATCH_SIZE = 50  # FARE's attack batch; on a GPU the runner lowers it to what fits in memory
@@ -55,11 +57,11 @@ def build(family: encoders.Family, *, data_root_option=None, encoder_weights=Non
     def train_data(cfg, imagenet_root):
         from bench.train.data import train_data as imagenet_train_data
 
-        return imagenet_train_data(cfg.suite, cfg.n_train, imagenet_root, cfg.seed)
+        return imagenet_train_data(cfg.suite, cfg.n_train, imagenet_root, cfg.seed, cfg.train_set)
 
     from tasks.vlm import data as vlm_data
 
-    tasks = dict(TASK_DATASETS)
+    tasks = {**TASK_DATASETS, "zeroshot": ZEROSHOT_DATASETS.get(family.suite, TASK_DATASETS["zeroshot"])}
     if family.arch == "ViT-L-14":  # LLaVA-1.5's projector reads ViT-L/14 patch tokens
         tasks.update(vlm_data.PAPER_DATASETS)
     return Suite(family.suite, tasks, DEFAULT_TASKS, n_samples=N_SAMPLES, batch_size=BATCH_SIZE,

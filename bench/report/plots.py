@@ -63,15 +63,23 @@ def plot_metric_vs_eps(tab: ReportTable, stem: Path) -> list[Path]:
     fig, axes = _grid(plt, len(panels))
     for ax, (task, dataset) in zip(axes, panels):
         cols = sorted([c for c in tab.columns if (c.task, c.dataset) == (task, dataset)], key=lambda c: c.eps)
+        # one line per encoder, or per encoder and protocol when protocols have columns of their own (each line
+        # starts from the shared clean point)
+        attacks = list(dict.fromkeys(c.attack for c in cols if c.eps > 0)) or [""]
+        styles = ["-", "--", ":", "-."]
         for i, enc in enumerate(tab.encoders):
-            pts = [(c.eps * 255, tab.display(enc, c), tab.interval(enc, c)) for c in cols]
-            pts = [p for p in pts if not math.isnan(p[1])]
-            if not pts:
-                continue
-            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-            line = ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], label=enc)[0]
-            if tab.ci and all(p[2] for p in pts):
-                ax.fill_between(xs, [p[2][0] for p in pts], [p[2][1] for p in pts], color=line.get_color(), alpha=0.15)
+            for j, attack in enumerate(attacks):
+                series = [c for c in cols if c.eps == 0 or c.attack == attack]
+                pts = [(c.eps * 255, tab.display(enc, c), tab.interval(enc, c)) for c in series]
+                pts = [p for p in pts if not math.isnan(p[1])]
+                if not pts:
+                    continue
+                xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+                line = ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], linestyle=styles[j % len(styles)],
+                               color=f"C{i}", label=f"{enc} {attack}".strip())[0]
+                if tab.ci and all(p[2] for p in pts):
+                    ax.fill_between(xs, [p[2][0] for p in pts], [p[2][1] for p in pts], color=line.get_color(),
+                                    alpha=0.15)
         ax.set_title(_title(tab, task, dataset))
         ax.set_xlabel("ε (/255)")
         ax.set_ylabel(style(cols[0].metric).label)
@@ -118,10 +126,10 @@ def plot_tradeoff(tab: ReportTable, stem: Path) -> list[Path]:
 def plot_dataset_bars(tab: ReportTable, stem: Path) -> list[Path]:
     """Grouped bars: datasets along x, one bar per encoder, one panel per task and ε."""
     plt = pyplot()
-    panels = list(dict.fromkeys((c.task, c.eps_str) for c in tab.columns))
+    panels = list(dict.fromkeys((c.task, c.eps_str, c.attack) for c in tab.columns))
     fig, axes = _grid(plt, len(panels), width=4.0, per_row=3)
-    for ax, (task, eps_str) in zip(axes, panels):
-        cols = [c for c in tab.columns if c.task == task and c.eps_str == eps_str]
+    for ax, (task, eps_str, attack) in zip(axes, panels):
+        cols = [c for c in tab.columns if (c.task, c.eps_str, c.attack) == (task, eps_str, attack)]
         width = 0.8 / max(1, len(tab.encoders))
         for i, enc in enumerate(tab.encoders):
             xs = [k + (i - (len(tab.encoders) - 1) / 2) * width for k in range(len(cols))]

@@ -143,15 +143,33 @@ def single_suite(rows: pd.DataFrame) -> str:
     return suites[0]
 
 
-def check_single_protocol(rows: pd.DataFrame) -> None:
-    """Refuse a column (task, dataset, ε) whose robust numbers come from different protocols."""
+def selected_attacks(f: Filters) -> tuple[str, ...]:
+    """The attack names ``--protocol`` selects, canonical, in the order given (duplicates dropped)."""
+    from attacks.registry import ATTACKS
+
+    return tuple(dict.fromkeys(next(iter(_canonical([p], ATTACKS))) for p in f.protocols))
+
+
+def split_by_attack(f: Filters) -> bool:
+    """Several protocols asked for by name (``--protocol aa-custom,pgd-100-tga``): each gets columns of its own."""
+    return len(selected_attacks(f)) > 1
+
+
+def check_single_protocol(rows: pd.DataFrame, by_attack: bool = False) -> None:
+    """Refuse a column (task, dataset, ε — and the attack name when protocols have columns of their own) whose
+    robust numbers come from different protocols."""
     attacked = rows[rows["eps"] > 0]
-    for (task, dataset, eps), sub in attacked.groupby(["task", "dataset", "eps_str"]):
+    keys = ["task", "dataset", "eps_str"] + (["attack"] if by_attack else [])
+    for key, sub in attacked.groupby(keys):
+        task, dataset, eps = key[:3]
         found = sub[PROTOCOL_KEY].astype(str).drop_duplicates()
         if len(found) > 1:
             names = sorted({f"{r.attack} ({r.protocol}, {r.precision})" for r in found.itertuples()})
+            hint = ("one attack name run with different settings (iterations, restarts, precision): re-run one "
+                    "set" if by_attack else "pick one with --protocol, or name several (--protocol a,b) to give "
+                    "each its own columns")
             raise BenchError(f"results for {task}/{dataset} at ε={eps} come from different protocols "
-                             f"({'; '.join(names)}); pick one with --protocol")
+                             f"({'; '.join(names)}); {hint}")
 
 
 def mixed_sample_sets(rows: pd.DataFrame) -> list[str]:

@@ -16,6 +16,7 @@ from bench.report.bootstrap import read_records
 from bench.report.metrics import SANITY_PREFIX, headline_rows, per_sample_values, style
 from bench.report.sanity import Flag, failed_flags
 from bench.report.select import (
+    CLEAN_LABEL,
     Filters,
     apply_filters,
     check_single_protocol,
@@ -24,7 +25,9 @@ from bench.report.select import (
     label_encoders,
     latest,
     mixed_sample_sets,
+    selected_attacks,
     single_suite,
+    split_by_attack,
 )
 
 AVERAGE = "average"
@@ -38,10 +41,17 @@ class Column:
     eps_str: str  # "0" for clean
     eps: float
     metric: str
+    attack: str = ""  # the protocol of an attacked column when several protocols have columns of their own
 
     @property
     def eps_label(self) -> str:
-        return eps_label(self.eps_str)
+        """"4/255", or "4/255 aa-custom" when the column is one of several protocols'."""
+        return eps_label(self.eps_str) + (f" {self.attack}" if self.attack else "")
+
+    @property
+    def cell(self) -> tuple[str, str, str, str]:
+        """(task, dataset, eps_str, attack): what a stored cell must match to fill this column."""
+        return (self.task, self.dataset, self.eps_str, self.attack)
 
 
 @dataclass
@@ -124,26 +134,37 @@ def _task_layout(suite: str, head: pd.DataFrame) -> list[tuple[str, list[str]]]:
     return layout
 
 
-def _columns(head: pd.DataFrame, layout) -> list[Column]:
+def _column_attack(eps: float, attack: str, attacks: tuple[str, ...]) -> str:
+    """The attack a row's column is keyed by: its own when protocols are split (``attacks``), else none."""
+    return attack if attacks and eps > 0 else ""
+
+
+def _columns(head: pd.DataFrame, layout, attacks: tuple[str, ...] = ()) -> list[Column]:
+    """Per task and dataset, a column per ε (clean first); with ``attacks`` (several protocols selected) a column
+    per ε and attack, in the order the attacks were named."""
     cols = []
+    rank = {a: i for i, a in enumerate(attacks)}
     for task, datasets in layout:
         sub = head[head["task"] == task]
         metric = sub["metric"].iloc[0]
-        budgets = sub[["eps_str", "eps"]].drop_duplicates("eps_str").sort_values("eps")
+        budgets = sub.assign(key=[_column_attack(e, a, attacks) for e, a in zip(sub["eps"], sub["attack"])])
+        budgets = budgets[["eps_str", "eps", "key"]].drop_duplicates(["eps_str", "key"])
+        budgets = sorted(budgets.itertuples(), key=lambda b: (b.eps, rank.get(b.key, -1)))
         for dataset in [*datasets, AVERAGE] if len(datasets) > 1 else datasets:
-            for b in budgets.itertuples():
-                cols.append(Column(task, dataset, str(b.eps_str), float(b.eps), metric))
+            for b in budgets:
+                cols.append(Column(task, dataset, str(b.eps_str), float(b.eps), metric, b.key))
     return cols
 
 
-def _intervals(head: pd.DataFrame, ci: str | None, store_root: Path | None, notes: list[str]) -> dict:
-    """(encoder, task, dataset, eps_str) → (low, high) in stored units."""
+def _intervals(head: pd.DataFrame, ci: str | None, store_root: Path | None, notes: list[str],
+               attacks: tuple[str, ...] = ()) -> dict:
+    """(encoder, task, dataset, eps_str, column attack) → (low, high) in stored units."""
     out = {}
     if ci is None:
         return out
     fallback = set()
     for r in head.itertuples():
-        key = (r.encoder, r.task, r.dataset, str(r.eps_str))
+        key = (r.encoder, r.task, r.dataset, str(r.eps_str), _column_attack(r.eps, r.attack, attacks))
         if ci == "bootstrap" and store_root is not None:
             values = per_sample_values(r.metric, read_records(store_root, r.run_id), attacked=r.eps > 0)
             if values is not None and len(values) and abs(values.mean() - r.value) <= 1e-6 * max(1.0, abs(r.value)):
@@ -161,8 +182,11 @@ def _intervals(head: pd.DataFrame, ci: str | None, store_root: Path | None, note
     return out
 
 
-def _notes(head: pd.DataFrame, layout) -> list[str]:
+def _notes(head: pd.DataFrame, layout, attacks: tuple[str, ...] = ()) -> list[str]:
     notes = []
+    if attacks:
+        notes.append(f"protocols side by side, each in columns of its own (ε followed by the attack): "
+                     f"{', '.join(attacks)}")
     for task, _ in layout:
         sub = head[head["task"] == task]
         metric = sub["metric"].iloc[0]
@@ -199,29 +223,32 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
     head = headline_rows(rows[~rows["metric"].astype(str).str.startswith(SANITY_PREFIX)], filters.metric_overrides)
     if head.empty:
         raise BenchError("no headline-metric results to report (check the filters and --metric)")
-    check_single_protocol(head)
+    attacks = selected_attacks(filters) if split_by_attack(filters) else ()
+    check_single_protocol(head, by_attack=bool(attacks))
     layout = _task_layout(suite, head)
-    columns = _columns(head, layout)
+    columns = _columns(head, layout, attacks)
     encoders = encoder_order(head["encoder"])
-    notes = _notes(head, layout) + _method_notes(head) + checkpoints + mixed_sample_sets(head)
-    cell_values = {(r.encoder, r.task, r.dataset, str(r.eps_str)): float(r.value) for r in head.itertuples()}
-    cell_ci = _intervals(head, ci, store_root, notes)
+    notes = _notes(head, layout, attacks) + _method_notes(head) + checkpoints + mixed_sample_sets(head)
+    cell_values = {(r.encoder, r.task, r.dataset, str(r.eps_str), _column_attack(r.eps, r.attack, attacks)):
+                   float(r.value) for r in head.itertuples()}
+    cell_ci = _intervals(head, ci, store_root, notes, attacks)
     flag_list = failed_flags(rows, store_root)
     cell_flags: dict[tuple, list[str]] = {}
     for f in flag_list:
-        cell_flags.setdefault(f.cell, []).append(f.check)
+        attacked = eps_label(f.eps_str) != CLEAN_LABEL
+        cell_flags.setdefault((*f.cell, f.attack if attacks and attacked else ""), []).append(f.check)
 
     tab = ReportTable(suite, encoders, [], {}, ci=ci, notes=notes, flag_list=flag_list, rows=head)
     datasets_of = dict(layout)
     for col in columns:
         for enc in encoders:
             if col.dataset == AVERAGE:
-                parts = [(enc, col.task, d, col.eps_str) for d in datasets_of[col.task]]
+                parts = [(enc, col.task, d, col.eps_str, col.attack) for d in datasets_of[col.task]]
                 if all(p in cell_values for p in parts):  # an average over fewer datasets would mislead
                     tab.values[(enc, col)] = float(np.mean([cell_values[p] for p in parts]))
                 checks = sorted({c for p in parts for c in cell_flags.get(p, [])})
             else:
-                key = (enc, col.task, col.dataset, col.eps_str)
+                key = (enc, *col.cell)
                 if key in cell_values:
                     tab.values[(enc, col)] = cell_values[key]
                 if key in cell_ci:

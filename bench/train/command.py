@@ -12,7 +12,7 @@ from bench.core.errors import BenchError
 from bench.encoders.registry import ENCODERS
 
 OVERRIDES = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "inner_steps", "inner_momentum",
-             "inner_loss", "grad_accum", "n_train", "seed", "checkpoint_every")
+             "inner_loss", "grad_accum", "n_train", "seed", "checkpoint_every", "optimizer", "sgd_momentum")
 
 
 def add_arguments(p) -> None:
@@ -20,8 +20,12 @@ def add_arguments(p) -> None:
     p.add_argument("--suite", default="micro", help="suite whose base model, data and recipe to use (default micro)")
     p.add_argument("--steps", type=int, help="optimiser steps")
     p.add_argument("--batch-size", type=int, help="global batch per step (across processes and accumulation)")
-    p.add_argument("--lr", type=float, help="peak AdamW learning rate")
-    p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--weight-decay", type=float, help="weight decay (on weight matrices)")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], help="optimiser (the recipe's by default)")
+    p.add_argument("--sgd-momentum", type=float, help="SGD momentum (with --optimizer sgd)")
+    p.add_argument("--objective-option", action="append", metavar="NAME=VALUE",
+                   help="an option of the objective, e.g. pmg-aft: alpha=0.5, beta=1, kl=batchmean (repeatable)")
     p.add_argument("--warmup-steps", type=int, help="linear warmup steps before the cosine decay")
     p.add_argument("--inner-steps", type=int, help="PGD steps of the inner maximisation")
     p.add_argument("--inner-step-size", help="PGD step size, like an ε: 1/255")
@@ -38,6 +42,8 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--nproc", type=int, default=1, help="processes on this host (DDP via torchrun; gloo on CPU)")
     p.add_argument("--imagenet-root", help="ImageNet folder for the paper recipe (or BENCH_IMAGENET_ROOT)")
+    p.add_argument("--tinyimagenet-root", help="tiny-imagenet-200 folder for the PMG-AFT and TGA-ZSR paper recipes "
+                   "(or BENCH_TINYIMAGENET_ROOT)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--probe-every", type=int, metavar="N",
                    help="every N steps (and at 0), zero-shot clean and robust accuracy on a small fixed probe set "
@@ -68,11 +74,13 @@ def run(args, argv: list[str]) -> int:
         overrides["inner_step_size"] = parse_eps(args.inner_step_size).value
     if args.grad_checkpointing:
         overrides["grad_checkpointing"] = True
+    if args.objective_option:
+        overrides["objective_options"] = args.objective_option
     cfg = cfg.with_overrides(**overrides)
     out = args.out or encoder_dir(cfg)
     device = torch.device(args.device)
     base = suite.load_encoder(ENCODERS.get("clip"), str(device))
-    data = suite.train_data(cfg, args.imagenet_root)
+    data = suite.train_data(cfg, args.tinyimagenet_root if cfg.train_set == "tinyimagenet" else args.imagenet_root)
     outcome = train(cfg, base, data, out, device=device, resume=args.resume, progress=not args.no_progress,
                     fail_on_collapse=args.fail_on_collapse, base_name=base.meta.name,
                     probe=_probe(args, suite, base, cfg.eps, device))

@@ -15,6 +15,11 @@ from bench.train.objectives import OBJECTIVES
 
 # fields that change how a run is carried out but not the weights it produces
 OPERATIONAL_FIELDS = ("checkpoint_every", "grad_checkpointing", "health_every")
+# fields added after checkpoints were cached: at these values they are left out of the hash, so every configuration
+# that existed before them keeps its cache key (and its trained checkpoint)
+LATER_FIELD_DEFAULTS = {"optimizer": "adamw", "sgd_momentum": 0.9, "objective_options": (), "train_set": "default"}
+OPTIMIZERS = ("adamw", "sgd")
+TRAIN_SETS = ("default", "tinyimagenet")  # default: the suite's own (micro world, ImageNet train)
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,11 @@ class TrainConfig:
     checkpoint_every: int = 50
     # steps between health figures (cosine to the original, spread): one extra forward pass of the batch each time
     health_every: int = 1
+    optimizer: str = "adamw"  # adamw | sgd (PMG-AFT, TGA-ZSR and AGFT train with SGD, momentum 0.9)
+    sgd_momentum: float = 0.9  # SGD only
+    # an objective's options as sorted (name, value) pairs, e.g. PMG-AFT's (("alpha", "0.5"),); see its module
+    objective_options: tuple[tuple[str, str], ...] = ()
+    train_set: str = "default"  # the paper suites' training images: default (ImageNet train) or tinyimagenet
 
     @property
     def eps(self) -> float:
@@ -50,7 +60,14 @@ class TrainConfig:
     def weights_dict(self) -> dict:
         """Every field that changes the weights, and the objective's definition (its formulas): a method whose
         meaning changes under the same name never matches a checkpoint trained under the old one."""
-        out = {k: v for k, v in asdict(self).items() if k not in OPERATIONAL_FIELDS}
+        out = {k: v for k, v in asdict(self).items() if k not in OPERATIONAL_FIELDS
+               and not (k in LATER_FIELD_DEFAULTS and v == LATER_FIELD_DEFAULTS[k])}
+        if self.optimizer == "sgd":
+            out["sgd_momentum"] = self.sgd_momentum  # recorded whenever it is read (no SGD key predates it)
+        else:
+            out.pop("sgd_momentum", None)  # AdamW never reads it
+        if "objective_options" in out:
+            out["objective_options"] = [list(pair) for pair in self.objective_options]
         out["objective"] = OBJECTIVES.get(self.method).definition
         return out
 
@@ -63,7 +80,10 @@ class TrainConfig:
         unknown = set(overrides) - known
         if unknown:
             raise BenchError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        cfg = replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "objective_options" in given:  # "name=value" strings or pairs, in any order: one canonical form
+            given["objective_options"] = OBJECTIVES.get(self.method).canonical_options(given["objective_options"])
+        cfg = replace(self, **given)
         cfg.validate()
         return cfg
 
@@ -78,7 +98,20 @@ class TrainConfig:
             raise BenchError(f"training ε must be in (0, 255]/255, got {self.eps_levels}/255")
         if self.lr <= 0:
             raise BenchError(f"learning rate must be positive, got {self.lr}")
-        alternatives = OBJECTIVES.get(self.method).inner_losses
+        objective = OBJECTIVES.get(self.method)
+        alternatives = objective.inner_losses
         if self.inner_loss != "default" and self.inner_loss not in alternatives:
             raise BenchError(f"--inner-loss {self.inner_loss} does not apply to {self.method} (its alternatives: "
                              f"{', '.join(alternatives) or 'none'})")
+        if self.optimizer not in OPTIMIZERS:
+            raise BenchError(f"unknown optimizer {self.optimizer!r} (choose {' or '.join(OPTIMIZERS)})")
+        if not 0 <= self.sgd_momentum < 1:
+            raise BenchError(f"SGD momentum must be in [0, 1), got {self.sgd_momentum}")
+        if self.train_set not in TRAIN_SETS:
+            raise BenchError(f"unknown training set {self.train_set!r} (choose {', '.join(TRAIN_SETS)})")
+        if self.train_set != "default" and self.suite == "micro":
+            raise BenchError(f"the micro suite trains on its own world; training set {self.train_set} applies to the "
+                             "paper suites only")
+        if self.objective_options != objective.canonical_options(self.objective_options):
+            raise BenchError(f"objective options {self.objective_options} are not in canonical form (sorted, "
+                             "defaults dropped); build them with with_overrides(objective_options=…)")

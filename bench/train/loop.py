@@ -62,7 +62,7 @@ def adversarial_step(cfg: TrainConfig, objective, student, model, original, x, l
     with torch.no_grad():
         target = original(x)  # the health figures compare with it, whatever the objective
         clean = student(x) if objective.needs_clean_current else None
-    batch = Batch(x, target, clean, labels, classes, original)
+    batch = Batch(x, target, clean, labels, classes, original, images_per_step=cfg.batch_size)
 
     def inner(x_adv, rows):
         return objective.inner_loss(student(x_adv), batch, rows), torch.zeros_like(rows, dtype=torch.bool)
@@ -76,6 +76,17 @@ def adversarial_step(cfg: TrainConfig, objective, student, model, original, x, l
     loss, emb_adv = objective.outer_loss(model, x_adv, batch)
     (loss / cfg.grad_accum).backward()
     return loss.detach(), emb_adv.detach(), batch
+
+
+def make_optimizer(cfg: TrainConfig, student: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW (FARE's recipe) or SGD with momentum (PMG-AFT, TGA-ZSR, AGFT); weight decay on matrices only (the
+    later papers train with weight decay 0, where the grouping changes nothing)."""
+    decay = [p for p in student.parameters() if p.ndim >= 2]
+    no_decay = [p for p in student.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.sgd_momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 @dataclass
@@ -130,12 +141,10 @@ def _setup(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, device: tor
     student.requires_grad_(True)
     if cfg.grad_checkpointing:
         student.visual.set_grad_checkpointing(True)
-    objective = make_objective(cfg.method, cfg.inner_loss)
-    classes = class_embeddings(base, data.class_prompts) if objective.needs_labels else None
-    decay = [p for p in student.parameters() if p.ndim >= 2]
-    no_decay = [p for p in student.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    objective = make_objective(cfg.method, cfg.inner_loss, cfg.objective_options)
+    reads_text = objective.needs_labels or objective.needs_class_embeddings
+    classes = class_embeddings(base, data.class_prompts) if reads_text else None
+    opt = make_optimizer(cfg, student)
     model = student
     if dist.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(student, device_ids=[device] if device.type == "cuda"
@@ -233,7 +242,7 @@ def measure_step_seconds(run: TrainingState) -> float:
     trial = copy.copy(run)
     trial.student = copy.deepcopy(run.student)
     trial.model = trial.student  # the timing is per process, without DDP's communication
-    trial.opt = torch.optim.AdamW(trial.student.parameters(), lr=run.cfg.lr)
+    trial.opt = make_optimizer(run.cfg, trial.student)
     trial.dist = DistInfo()
     seconds = []
     for _ in range(2):

@@ -22,9 +22,12 @@ MICRO = dict(suite="micro", steps=450, batch_size=64, lr=1e-3, weight_decay=1e-4
 
 
 def recipe(suite: str, method: str, eps_levels: int) -> TrainConfig:
+    """``suite`` is ``micro`` or a paper suite (``paper``, ``paper-zsr``, …): every paper suite trains with the
+    objective's published recipe, and its name is part of the cache key, so towers fine-tuned from different base
+    models never share a cache entry."""
     objective = OBJECTIVES.get(method)
-    if suite == "paper":
-        base = {**PAPER_DATA, **objective.paper_recipe}
+    if suite.startswith("paper"):
+        base = {**PAPER_DATA, "suite": suite, **objective.paper_recipe}
     elif suite == "micro":
         base = {**MICRO, **objective.micro_recipe}
     else:

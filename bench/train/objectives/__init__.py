@@ -13,6 +13,7 @@ picks up a checkpoint trained under its old meaning, even under the same name.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -30,8 +31,12 @@ class Batch:
     target: torch.Tensor | None = None  # φ₀(x), frozen original on the clean image
     clean: torch.Tensor | None = None  # φ(x) of the current encoder, detached (Sim-CLIP paper variant)
     labels: torch.Tensor | None = None
-    class_embeddings: torch.Tensor | None = None  # (C, D) unit text embeddings (supervised objectives)
+    class_embeddings: torch.Tensor | None = None  # (C, D) unit class-prompt text embeddings (objectives reading T)
     original: torch.nn.Module | None = None  # φ₀ itself, frozen, for objectives that read it on other images
+    # images in the whole optimiser step (all processes and accumulated micro-batches); None: this batch is the step.
+    # A loss *summed* over the batch (PMG-AFT's KL) scales its share by it, so that after DDP's mean over processes
+    # and the accumulation's division the gradient is that of the sum over the global batch, as in one process
+    images_per_step: int | None = None
 
 
 def squared_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -59,15 +64,61 @@ class Objective:
     needs_original_target: ClassVar[bool] = True  # whether φ₀(x) is part of the loss
     needs_labels: ClassVar[bool] = False  # whether the loss reads class labels and class-prompt embeddings
     needs_clean_current: ClassVar[bool] = False  # whether the inner loss needs φ(x) of the current encoder
+    # whether the loss reads the class-prompt embeddings without labels (AGFT's soft targets over the classes)
+    needs_class_embeddings: ClassVar[bool] = False
     # whether the method means to keep the clean embedding near the original one (so that a falling cosine to it is
     # drift); supervised methods do not: they pull embeddings toward the class text embeddings instead
     keeps_original_embedding: ClassVar[bool] = True
     inner_losses: ClassVar[tuple[str, ...]] = ()  # alternatives to the default inner loss (``--inner-loss``)
     extra_passes: ClassVar[int] = 0  # forward+backward passes per image beyond the released one (time estimate)
     order: ClassVar[int] = 100  # position in listings and tables (the seeds of the field first)
+    # named options and their defaults (the released code's values); `bench train --objective-option NAME=VALUE`
+    options: ClassVar[dict[str, float | str]] = {}
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {}  # allowed values of the text options
 
-    def __init__(self, inner_loss: str = "default"):
+    def __init__(self, inner_loss: str = "default", options: Iterable = ()):
         self.inner = inner_loss
+        self.opts = {**self.options, **{k: self._parse(k, v) for k, v in self.canonical_options(options)}}
+
+    @classmethod
+    def _parse(cls, name: str, value) -> float | str:
+        from bench.core.errors import BenchError
+
+        if name not in cls.options:
+            known = ", ".join(cls.options) or "none"
+            raise BenchError(f"objective {cls.name} has no option {name!r} (its options: {known})")
+        if isinstance(cls.options[name], str):
+            value = str(value)
+            if value not in cls.option_choices.get(name, (value,)):
+                raise BenchError(f"option {name} of {cls.name} must be one of {', '.join(cls.option_choices[name])}, "
+                                 f"got {value!r}")
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            raise BenchError(f"option {name} of {cls.name} takes a number, got {value!r}") from None
+
+    @classmethod
+    def canonical_options(cls, options: Iterable) -> tuple[tuple[str, str], ...]:
+        """``options`` ("name=value" strings or (name, value) pairs) as sorted pairs of text, defaults dropped, so
+        that equal settings hash equally (``alpha=1`` and ``alpha=1.0`` and nothing at all are one configuration)."""
+        from bench.core.errors import BenchError
+
+        out: dict[str, str] = {}
+        for item in options:
+            if isinstance(item, str):
+                name, sep, value = item.partition("=")
+                if not sep:
+                    raise BenchError(f"objective option takes NAME=VALUE, got {item!r}")
+            else:
+                name, value = item
+            name = name.strip()
+            parsed = cls._parse(name, str(value).strip())
+            if parsed != cls.options[name]:
+                out[name] = repr(parsed) if isinstance(parsed, float) else parsed
+            else:
+                out.pop(name, None)
+        return tuple(sorted(out.items()))
 
     def inner_loss(self, emb_adv: torch.Tensor, batch: Batch, idx: torch.Tensor) -> torch.Tensor:
         """Per-sample loss the inner PGD maximises; ``idx`` selects the rows of ``batch`` still attacked."""
@@ -88,14 +139,21 @@ def register_objective(cls: type[Objective]) -> type[Objective]:
     return cls
 
 
-def make_objective(method: str, inner_loss: str = "default") -> Objective:
+def make_objective(method: str, inner_loss: str = "default", options: Iterable = ()) -> Objective:
     cls = OBJECTIVES.get(method)
     if inner_loss != "default" and inner_loss not in cls.inner_losses:
         from bench.core.errors import BenchError
 
         allowed = ", ".join(cls.inner_losses) or "none"
         raise BenchError(f"--inner-loss {inner_loss} does not apply to {method} (its alternatives: {allowed})")
-    return cls(inner_loss)
+    options = tuple(options)
+    return cls(inner_loss, options) if options else cls(inner_loss)  # plugins written before options still load
+
+
+def soft_cross_entropy(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Per-sample −Σ_c p_c log softmax(logits)_c: cross-entropy against soft targets (what ``F.cross_entropy`` does
+    with probabilities as the target, per sample)."""
+    return -(probs * F.log_softmax(logits, dim=-1)).sum(dim=-1)
 
 
 def methods() -> list[str]:
