@@ -48,12 +48,6 @@ class Stage:
     def pgd_step(self, eps: float) -> float:
         return 2.5 * eps / self.iterations if self.step_size is None else self.step_size
 
-
-def _levels(value: float) -> str:
-    """A pixel-unit size as k/255 when it is one (1/255), else as a number."""
-    k = value * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-9 else f"{value:g}"
-
     def target_ranks(self, n_classes: int) -> list[int | None]:
         """One attack per entry: for a targeted loss the rank of each target class tried (at most the C − 1 other
         classes), otherwise a single untargeted attack (None)."""
@@ -64,6 +58,12 @@ def _levels(value: float) -> str:
     def passes(self, n_classes: int) -> int:
         """Forward+backward passes one sample costs at most in this stage (robust through every run)."""
         return self.iterations * self.restarts * max(1, len(self.target_ranks(n_classes)))
+
+
+def _levels(value: float) -> str:
+    """A pixel-unit size as k/255 when it is one (1/255), else as a number."""
+    k = value * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-9 else f"{value:g}"
 
 
 class StagedProtocol:
