@@ -28,6 +28,7 @@ from bench.core.config import CellConfig
 from bench.core.eps import Eps
 from bench.core.errors import BenchError
 from bench.core.suite import Suite
+from bench.encoders.registry import method_label
 from bench.encoders.resolve import resolve_encoders
 from bench.sharding import Shards
 from bench.sharding import init as init_shards
@@ -342,4 +343,5 @@ def _row(cell: Cell, spec, metric, card: dict) -> dict:
         "versions": ";".join(f"{k}={v}" for k, v in card["versions"].items()),
         "started_at": card["started_at"], "seconds": round(card["compute_seconds"], 2),
         "encoder_sha256": cfg.encoder_sha256 or "", "encoder_source": cell.encoder.meta.source,
+        "method_label": method_label(spec.method), "engine_version": cfg.engine_version,
     }

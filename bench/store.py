@@ -35,10 +35,10 @@ from bench.core.errors import BenchError
 ROW_COLUMNS = [
     "run_id", "suite", "encoder", "method", "train_eps", "task", "dataset", "attack", "protocol", "eps", "eps_str",
     "steps", "restarts", "precision", "n_samples", "metric", "value", "ci_low", "ci_high", "seed", "git_sha",
-    "versions", "started_at", "seconds", "encoder_sha256", "encoder_source",
+    "versions", "started_at", "seconds", "encoder_sha256", "encoder_source", "method_label", "engine_version",
 ]
 # columns rows written before they existed lack: read as "" (unknown), filled from the run card where it says
-LATER_COLUMNS = ["encoder_sha256", "encoder_source"]
+LATER_COLUMNS = ["encoder_sha256", "encoder_source", "method_label", "engine_version"]
 # per run: which per-sample record columns are text. CSV has no types and pandas infers them per file, so without it a
 # batch whose answers are all "2" or "007" would read back as the integers 2 and 7
 TEXT_COLUMNS = "text_columns.json"
@@ -237,7 +237,8 @@ def read_rows(path: Path) -> pd.DataFrame:
         raise BenchError(f"corrupt results file {path}: {exc}") from exc
     for column in LATER_COLUMNS:
         rows[column] = rows[column].fillna("") if column in rows.columns else ""
-    return rows
+    known = [c for c in ROW_COLUMNS if c in rows.columns]
+    return rows[known + [c for c in rows.columns if c not in known]]  # the schema's order, whatever the file's
 
 
 def card_checkpoint(card: dict) -> tuple[str, str]:
@@ -298,7 +299,7 @@ class Store:
         for d in self.run_dirs():
             if (d / "rows.csv").is_file():
                 frame = read_rows(d / "rows.csv")
-                if (frame["encoder_sha256"] == "").any():
+                if (frame["encoder_sha256"] == "").any() or (frame["engine_version"] == "").any():
                     frame = _with_card_checkpoint(frame, d / "card.json")
                 frames.append(frame)
         if not frames:
@@ -322,4 +323,6 @@ def _with_card_checkpoint(frame: pd.DataFrame, card_path: Path) -> pd.DataFrame:
     missing = frame["encoder_sha256"] == ""
     frame.loc[missing, "encoder_sha256"] = sha
     frame.loc[missing & (frame["encoder_source"] == ""), "encoder_source"] = source
+    config = card.get("config") if isinstance(card.get("config"), dict) else {}
+    frame.loc[frame["engine_version"] == "", "engine_version"] = str(config.get("engine_version") or "")
     return frame

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from attacks import ENGINE_VERSION
 from bench.core.config import CellConfig
 from bench.core.stats import wilson_interval
 from bench.store import Run
@@ -26,12 +27,14 @@ def add_cell(root: Path, encoder: str, dataset: str, eps: str, value: float, *, 
              attack: str | None = None, n: int = 200, seed: int = 0, metric: str = "accuracy", suite: str = "micro",
              started_at: str = "2026-01-01T00:00:00+00:00", extra_rows: list[dict] | None = None,
              card_extra: dict | None = None, protocol: str | None = None, steps: int | None = None,
-             encoder_sha256: str | None = None, encoder_source: str = "", records: bool = True) -> str:
-    """Store one finished cell; returns its run id. ``value`` is in stored units (accuracy 0.45 = 45 %)."""
+             encoder_sha256: str | None = None, encoder_source: str = "", records: bool = True,
+             engine_version: str = ENGINE_VERSION) -> str:
+    """Store one finished cell; returns its run id. ``value`` is in stored units (accuracy 0.45 = 45 %); the cell
+    is the installed attack engine's unless ``engine_version`` says otherwise."""
     attack = attack or ("none" if eps == "0" else "apgd")
     summary, default_steps, restarts = PROTOCOLS.get(attack, (attack, 100, 1))
     cfg = CellConfig(suite, encoder, encoder_sha256 or f"sha-{encoder}", task, dataset, attack, eps_value(eps), eps,
-                     n, seed)
+                     n, seed, engine_version=engine_version)
     run = Run(root, cfg)
     k = round(value * n) if metric in ("accuracy", "success_rate") else None
     if records and k is not None:
@@ -44,7 +47,8 @@ def add_cell(root: Path, encoder: str, dataset: str, eps: str, value: float, *, 
             "attack": attack, "protocol": protocol or summary, "eps": cfg.eps, "eps_str": eps,
             "steps": default_steps if steps is None else steps, "restarts": restarts, "precision": "fp32",
             "n_samples": n, "ci_low": math.nan, "ci_high": math.nan, "seed": seed, "git_sha": "abc123",
-            "versions": "python=3.11;torch=2.14.1", "started_at": started_at, "seconds": 1.5}
+            "versions": "python=3.11;torch=2.14.1", "started_at": started_at, "seconds": 1.5,
+            "engine_version": engine_version}
     rows = [{**base, "metric": metric, "value": value, "ci_low": lo, "ci_high": hi},
             {**base, "metric": "nonfinite_samples", "value": 0.0}]
     rows += [{**base, **r} for r in extra_rows or []]

@@ -304,3 +304,15 @@ def test_cli_report_bad_input(tmp_path, capsys, args, message):
     add_cell(tmp_path, "clip", "shape", "0", 0.9)
     assert main(["report", "--out", str(tmp_path), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_rows_of_another_engine_version_never_mix_in(tmp_path):
+    """A cell computed by an older attack engine (whose numbers may differ) is left out of the table, with a note,
+    and reported on its own with --engine-version."""
+    standard_grid(tmp_path)
+    add_cell(tmp_path, "tecoa4", "shape", "4/255", 0.5, engine_version="2000.1")
+    tab = table_of(tmp_path)
+    assert "tecoa4" not in tab.encoders
+    assert any("1 stored row" in n and "2000.1" in n and "--engine-version" in n for n in tab.notes)
+    old = build_table(Store(tmp_path).rows(), Filters(engine_version="2000.1"))
+    assert old.encoders == ["tecoa4"]

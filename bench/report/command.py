@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training cache with the training logs (default: $BENCH_CACHE or ~/.cache/clip-robust-bench)")
     p.add_argument("--run", metavar="RUN_ID", help="instead: show the full provenance of one run (id or a unique "
                    "prefix)")
+    p.add_argument("--engine-version", metavar="VERSION",
+                   help="report rows computed by this attack-engine version (default: the installed one; rows of "
+                   "other versions are counted in the notes, never mixed in)")
 
 
 def run(args) -> int:
@@ -44,7 +47,7 @@ def run(args) -> int:
         return 0
     filters = Filters(names(args.suite), names(args.task), names(args.encoder), names(args.dataset),
                       names(args.protocol), tuple(args.n_samples or ()), tuple(args.seed or ()),
-                      parse_metric_overrides(args.metric))
+                      parse_metric_overrides(args.metric), engine_version=args.engine_version)
     req = ReportRequest(args.out, args.report_dir or args.out / "report", filters, args.ci, args.html, args.cache)
     tab, written = write_report(req)
     print(markdown_report(tab), end="")

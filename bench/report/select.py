@@ -30,6 +30,8 @@ class Filters:
     n_samples: tuple[int, ...] = ()
     seeds: tuple[int, ...] = ()
     metric_overrides: dict[str, str] = field(default_factory=dict)
+    # rows computed by this attack-engine version only (None: the installed one); versions never mix in a table
+    engine_version: str | None = None
 
 
 def eps_label(eps_str) -> str:
@@ -67,7 +69,30 @@ def apply_filters(rows: pd.DataFrame, f: Filters) -> pd.DataFrame:
         rows = rows[rows["n_samples"].isin(f.n_samples)]
     if f.seeds:
         rows = rows[rows["seed"].isin(f.seeds)]
-    return rows
+    return rows[engine_column(rows) == selected_engine(f)]
+
+
+def selected_engine(f: Filters) -> str:
+    from attacks import ENGINE_VERSION
+
+    return f.engine_version or ENGINE_VERSION
+
+
+def engine_column(rows: pd.DataFrame) -> pd.Series:
+    """The engine version of each row; "unknown" for rows stored before rows recorded it."""
+    column = rows["engine_version"] if "engine_version" in rows.columns else pd.Series("", index=rows.index)
+    return column.fillna("").astype(str).replace("", "unknown")
+
+
+def other_engine_note(rows: pd.DataFrame, f: Filters) -> list[str]:
+    """A note on the rows a report leaves out because another engine version computed them (an attack's numbers
+    may differ between versions, so they never share a table)."""
+    versions = engine_column(rows)
+    others = sorted(set(versions) - {selected_engine(f)})
+    if not others:
+        return []
+    return [f"{int((versions != selected_engine(f)).sum())} stored row(s) from other attack-engine versions "
+            f"({', '.join(others)}) are not shown; --engine-version selects one"]
 
 
 def with_checkpoint_columns(rows: pd.DataFrame) -> pd.DataFrame:

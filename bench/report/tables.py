@@ -25,6 +25,7 @@ from bench.report.select import (
     label_encoders,
     latest,
     mixed_sample_sets,
+    other_engine_note,
     selected_attacks,
     single_suite,
     split_by_attack,
@@ -215,6 +216,7 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
     if ci is not None and ci not in CI_METHODS:
         raise BenchError(f"unknown interval method {ci!r} (choose {' or '.join(CI_METHODS)})")
     filters = filters or Filters()
+    hidden = other_engine_note(rows, filters)
     rows = apply_filters(rows, filters)
     if rows.empty:
         raise BenchError("no results to report; run `bench run` first (or check --out and the filters)")
@@ -228,7 +230,7 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
     layout = _task_layout(suite, head)
     columns = _columns(head, layout, attacks)
     encoders = encoder_order(head["encoder"])
-    notes = _notes(head, layout, attacks) + _method_notes(head) + checkpoints + mixed_sample_sets(head)
+    notes = _notes(head, layout, attacks) + _method_notes(head) + checkpoints + mixed_sample_sets(head) + hidden
     cell_values = {(r.encoder, r.task, r.dataset, str(r.eps_str), _column_attack(r.eps, r.attack, attacks)):
                    float(r.value) for r in head.itertuples()}
     cell_ci = _intervals(head, ci, store_root, notes, attacks)
