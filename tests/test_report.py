@@ -313,6 +313,6 @@ def test_rows_of_another_engine_version_never_mix_in(tmp_path):
     add_cell(tmp_path, "tecoa4", "shape", "4/255", 0.5, engine_version="2000.1")
     tab = table_of(tmp_path)
     assert "tecoa4" not in tab.encoders
-    assert any("1 stored row" in n and "2000.1" in n and "--engine-version" in n for n in tab.notes)
+    assert any("2 stored row(s)" in n and "2000.1" in n and "--engine-version" in n for n in tab.notes)
     old = build_table(Store(tmp_path).rows(), Filters(engine_version="2000.1"))
     assert old.encoders == ["tecoa4"]
