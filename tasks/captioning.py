@@ -17,6 +17,7 @@ import pandas as pd
 from attacks.vlm import ensemble, single_apgd
 from tasks.base import Metric, nonfinite_metric
 from tasks.metrics_caption import CaptionScorer, postprocess_caption
+from tasks.registry import register_task
 from tasks.vlm.base import CAPTION_PROMPT, MAX_NEW_TOKENS
 from tasks.vlm.task import VLMTask, mean_interval
 from tasks.zeroshot import to_float
@@ -47,6 +48,7 @@ def load_micro(n_samples: int, seed: int, dataset: str = "micro-coco") -> Captio
                        load_micro_vlm, "micro world, test split")
 
 
+@register_task("captioning", "coco")
 class CaptioningTask(VLMTask):
     name = "coco-captioning"
     headline_metric = "cider"

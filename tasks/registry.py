@@ -1,5 +1,8 @@
-"""The task names users type, and which attack protocols each takes. A plugin adds a task through the entry point
-group ``clip_robust_bench.tasks`` (the entry point names a class with the ``tasks.base.Task`` interface)."""
+"""The task names users type, and which attack protocols each takes.
+
+A task is one module of this package whose class carries ``@register_task(...)``: the registry imports every module
+here the first time it is read, so a new task is one new file. A plugin adds a task through the entry point group
+``clip_robust_bench.tasks`` (the entry point names a class with the ``tasks.base.Task`` interface)."""
 
 from __future__ import annotations
 
@@ -7,16 +10,18 @@ from attacks.protocols import Protocol
 from attacks.registry import ATTACKS
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
-from tasks.captioning import CaptioningTask
-from tasks.targeted import TargetedTask
-from tasks.vqa import VQATask
-from tasks.zeroshot import ZeroShotTask
 
-TASKS: Registry[type] = Registry("task", plugin_group="tasks")
-TASKS.register("zeroshot", ZeroShotTask, ZeroShotTask.description, aliases=("zero-shot", "classification"))
-TASKS.register("coco-captioning", CaptioningTask, CaptioningTask.description, aliases=("captioning", "coco"))
-TASKS.register("vqav2", VQATask, VQATask.description, aliases=("vqa",))
-TASKS.register("targeted", TargetedTask, TargetedTask.description, aliases=("targeted-captioning",))
+TASKS: Registry[type] = Registry("task", discover=("tasks",), plugin_group="tasks")
+
+
+def register_task(*aliases: str):
+    """Class decorator: register a task class under its ``name`` (with ``aliases``) and its ``description``."""
+
+    def register(cls: type) -> type:
+        TASKS.register(cls.name, cls, cls.description, aliases=aliases)
+        return cls
+
+    return register
 
 
 def protocol_for(task, attack: str, backend: str = "native"):

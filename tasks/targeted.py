@@ -26,6 +26,7 @@ from bench.core.stats import wilson_interval
 from tasks.base import Metric, nonfinite_metric, true_flags
 from tasks.captioning import CaptionData
 from tasks.metrics_caption import postprocess_caption
+from tasks.registry import register_task
 from tasks.vlm.base import CAPTION_PROMPT, MAX_NEW_TOKENS
 from tasks.vlm.task import VLMTask
 
@@ -68,6 +69,7 @@ def with_targets(data: CaptionData, targets: tuple[str, ...]) -> TargetedData:
     return TargetedData(**{**given, "ids": [f"{sid}-t{h}" for sid, h in zip(data.ids, tag)]}, targets=per_sample)
 
 
+@register_task("targeted-captioning")
 class TargetedTask(VLMTask):
     name = "targeted"
     headline_metric = "success_rate"

@@ -16,6 +16,7 @@ import pandas as pd
 from attacks.vlm import ensemble, single_apgd
 from tasks.base import Metric, nonfinite_metric
 from tasks.metrics_vqa import most_common_answers, postprocess_answer, vqa_accuracy
+from tasks.registry import register_task
 from tasks.vlm.base import MAX_NEW_TOKENS, vqa_prompt
 from tasks.vlm.task import VLMTask, mean_interval
 from tasks.zeroshot import to_float
@@ -51,6 +52,7 @@ def load_micro(n_samples: int, seed: int, dataset: str = "micro-vqa") -> VQAData
                    "micro world, test split")
 
 
+@register_task("vqa")
 class VQATask(VLMTask):
     name = "vqav2"
     headline_metric = "vqa_accuracy"

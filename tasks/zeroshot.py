@@ -12,6 +12,7 @@ from attacks import sanity
 from attacks.backends import run_classification
 from bench.core.stats import wilson_interval
 from tasks.base import EvalContext, Metric
+from tasks.registry import register_task
 from tasks.zeroshot_model import ZeroShotClassifier
 
 
@@ -39,6 +40,7 @@ def to_float(images_u8: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.array(images_u8, dtype=np.uint8)).to(device).float().div_(255.0)
 
 
+@register_task("zero-shot", "classification")
 class ZeroShotTask:
     name = "zeroshot"
     headline_metric = "accuracy"
