@@ -23,8 +23,8 @@ def _micro(**options) -> Suite:
 
     from tasks.vlm import data as vlm_data
 
-    return Suite("micro", {"zeroshot": ZEROSHOT_DATASETS, **vlm_data.MICRO_DATASETS}, ("zeroshot",), n_samples=500,
-                 batch_size=250, load_classification=micro.load_classification, load_encoder=micro.load_encoder,
+    return Suite("micro", {"zeroshot": ZEROSHOT_DATASETS, **vlm_data.MICRO_DATASETS}, ("zeroshot",), n_samples=100,
+                 batch_size=64, load_classification=micro.load_classification, load_encoder=micro.load_encoder,
                  train_data=lambda cfg, _root: micro.train_data(cfg), load_vlm_data=vlm_data.load_micro,
                  task_samples=vlm_data.MICRO_SAMPLES, task_batch_size=vlm_data.MICRO_BATCH)
 
