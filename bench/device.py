@@ -132,6 +132,18 @@ def fit_batch(encoder, device: torch.device, requested: int, headroom: float = 0
 class CellCost:
     samples: int  # samples still to compute
     passes: int  # upper bound of forward+backward passes per sample (0: clean)
+    extra_passes: float = 0.0  # per cell, in pass-equivalents: the checks against gradient masking
+
+
+def sanity_passes(protocol, config) -> float:
+    """What the gradient-masking checks of one attacked cell cost at most, in forward+backward pass-equivalents of
+    this process: ``config.samples`` points attacked again by the first stage cut to each fraction, and by Square's
+    forward-only queries (a third of a pass each); on one thread (``attacks.sanity``), so scaled by the threads."""
+    if not protocol.stages:
+        return 0.0
+    first = protocol.stages[0].iterations
+    per_point = sum(max(1, round(f * first)) for f in config.fractions) + config.square_queries / 3
+    return config.samples * per_point * torch.get_num_threads()
 
 
 def describe_plan(encoder_name: str, device: torch.device, costs: list[CellCost], flops: tuple[float, float],
@@ -139,13 +151,15 @@ def describe_plan(encoder_name: str, device: torch.device, costs: list[CellCost]
     """One paragraph: what the remaining cells of one encoder cost, as an upper bound and an estimate in time."""
     attacked = sum(c.samples * c.passes for c in costs)
     forwards = sum(c.samples * 2 for c in costs)  # clean and final scoring forward per sample
+    checks = sum(c.extra_passes for c in costs)
     fwd, fwd_bwd = flops
     total_flops = attacked * fwd_bwd + forwards * fwd
-    eta = (attacked + forwards / 3) * seconds / max(1, world)
+    eta = (attacked + forwards / 3) * seconds / max(1, world) + checks * seconds
     samples = sum(c.samples for c in costs)
     return (f"plan for {encoder_name} on {device}{f' × {world} processes' if world > 1 else ''}: "
             f"{len(costs)} cell(s), {samples:,} samples to compute, ≤ {attacked:,} forward+backward passes "
-            f"(upper bound: every sample stays robust to the end of every stage) and {forwards:,} scoring forwards; "
+            f"(upper bound: every sample stays robust to the end of every stage) and {forwards:,} scoring forwards, "
+            f"plus the gradient-masking checks (≤ {checks:,.0f} pass-equivalents on one thread); "
             f"{fwd / 1e9:.3g} GFLOP forward, {fwd_bwd / 1e9:.3g} GFLOP forward+backward per image "
             f"(≤ {total_flops / 1e15:.3g} PFLOP); measured {seconds * 1e3:.3g} ms per image pass at batch {batch} "
             f"→ ≤ {_duration(eta)}")

@@ -245,7 +245,7 @@ def measure_step_seconds(run: TrainingState) -> float:
     trial.opt = make_optimizer(run.cfg, trial.student)
     trial.dist = DistInfo()
     seconds = []
-    for _ in range(2):
+    for _ in range(4):  # the first step warms up (allocator, the optimiser's state); the median of the other three
         t0 = time.perf_counter()
         _train_step(trial, 0)
         if run.device.type == "cuda":
@@ -257,7 +257,7 @@ def measure_step_seconds(run: TrainingState) -> float:
     # data that keeps what it drew (the micro world) pays the draw once per image, not once per epoch
     fresh = min(1.0, run.data.n / (run.cfg.steps * run.cfg.batch_size)) if getattr(run.data, "keeps_drawn", False) \
         else 1.0
-    return seconds[-1] + fresh * draw * run.cfg.grad_accum
+    return sorted(seconds[1:])[1] + fresh * draw * run.cfg.grad_accum
 
 
 def _announce(run: TrainingState) -> None:
