@@ -44,6 +44,14 @@ def register_source(cls: type) -> type:
     return cls
 
 
+def hub_path(text: str) -> list[str] | None:
+    """The ``/``-separated parts after ``hf-hub:`` (None for another spelling): ORG/REPO names a whole CLIP,
+    ORG/REPO/FILE a file in it."""
+    if not text.startswith("hf-hub:"):
+        return None
+    return text[len("hf-hub:"):].strip("/").split("/")
+
+
 SPELLINGS = "a path, a URL, hf-hub:ORG/REPO (a whole open_clip CLIP), hf-hub:ORG/REPO/FILE (an image tower) or train"
 
 

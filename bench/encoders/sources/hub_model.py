@@ -25,7 +25,7 @@ from bench.encoders.openclip import (
     shape_fields,
     whole_clip_state,
 )
-from bench.encoders.sources import register_source
+from bench.encoders.sources import hub_path, register_source
 
 EXTERNAL = "external"  # the method of an encoder that is not one of the registry's
 
@@ -44,9 +44,9 @@ class HubModel:
 
     @classmethod
     def parse(cls, text: str) -> HubModel | None:
-        if not text.startswith("hf-hub:"):
+        parts = hub_path(text)
+        if parts is None:
             return None
-        parts = text[len("hf-hub:"):].strip("/").split("/")
         if len(parts) < 2 or not all(parts):
             raise BenchError(f"{text!r}: expected hf-hub:ORG/REPO (a whole CLIP) or hf-hub:ORG/REPO/FILE (a tower)")
         return cls("/".join(parts)) if len(parts) == 2 else None  # ORG/REPO/FILE is a tower file

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bench.core.hub import hub_file
 from bench.encoders.openclip import with_tower
-from bench.encoders.sources import register_source
+from bench.encoders.sources import hub_path, register_source
 
 
 @register_source
@@ -24,10 +24,8 @@ class HubTower:
 
     @classmethod
     def parse(cls, text: str) -> HubTower | None:
-        if not text.startswith("hf-hub:"):
-            return None
-        parts = text[len("hf-hub:"):].strip("/").split("/")
-        return cls("/".join(parts)) if len(parts) >= 3 and all(parts) else None
+        parts = hub_path(text)
+        return cls("/".join(parts)) if parts and len(parts) >= 3 and all(parts) else None
 
     def load(self, spec, base, ctx):
         org, name, filename = self.location.split("/", 2)
