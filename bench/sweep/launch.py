@@ -60,7 +60,10 @@ def submitit_module():
 def make_executor(opts: LaunchOptions, folder: Path, name: str):
     """The submitit executor for ``opts.launcher``, writing job files under ``folder/<job id>/``."""
     submitit = submitit_module()
-    executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=opts.launcher)
+    try:
+        executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=opts.launcher)
+    except RuntimeError as exc:  # no srun here: not a Slurm login node
+        raise BenchError(f"--launcher {opts.launcher}: {exc}") from exc
     params: dict = {"name": name, "timeout_min": opts.time_min or LOCAL_TIMEOUT_MIN}
     if opts.launcher == "slurm":
         params.update(timeout_min=opts.time_min or 240, gpus_per_node=opts.gpus_per_job, tasks_per_node=1,
