@@ -57,7 +57,7 @@ def job_state(launcher: str, entry: dict) -> str:
 
         state = submitit.SlurmJob(entry["folder"], entry["job_id"]).state
         return "alive" if state.split()[0] in SLURM_ALIVE else "failed"
-    return "alive" if _process_alive(int(entry["job_id"])) else "failed"
+    return "alive" if entry["job_id"].isdigit() and _process_alive(int(entry["job_id"])) else "failed"
 
 
 def _process_alive(pid: int) -> bool:
