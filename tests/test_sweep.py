@@ -52,6 +52,12 @@ def test_user_errors_are_one_line(args, message, tmp_path, capsys):
     assert err[-1].startswith("error: ") and message in err[-1]
 
 
+def test_missing_submitit_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # what `import submitit` finds when it is not installed
+    assert main(["status", "--out", str(tmp_path)]) == 2
+    assert "needs submitit: pip install" in capsys.readouterr().err
+
+
 def test_status_without_a_sweep_is_one_line(tmp_path, capsys):
     assert main(["status", "--out", str(tmp_path)]) == 2
     assert "no sweep recorded" in capsys.readouterr().err

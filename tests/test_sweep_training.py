@@ -23,7 +23,7 @@ from bench.sweep.status import status
 from bench.sweep.submit import sweep
 
 TINY_TRAINING = {"steps": 2, "batch_size": 8, "n_train": 16, "inner_steps": 1}
-GRID = ["--encoder", "clip,fare4", "--attack", "pgd-10", "--eps", "2/255", "--eps", "4/255", "--n-samples", "8",
+GRID = ["--encoder", "clip,fare4", "--attack", "pgd-10", "--eps", "2/255", "--eps", "4/255", "--n-samples", "4",
         "--batch-size", "4", "--seed", "0", "--no-progress"]
 
 

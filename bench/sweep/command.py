@@ -32,7 +32,9 @@ def add_status_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_sweep(args, req) -> int:
-    from bench.sweep.launch import LaunchOptions
+    from bench.sweep.launch import LaunchOptions, submitit_module
+
+    submitit_module()  # a one-line error, not an ImportError, when submitit is not installed
     from bench.sweep.submit import sweep
 
     if args.nproc != 1:
@@ -51,6 +53,9 @@ def run_sweep(args, req) -> int:
 
 
 def run_status(args) -> int:
+    from bench.sweep.launch import submitit_module
+
+    submitit_module()
     from bench.sweep.status import describe, status
 
     record, statuses = status(args.out, args.sweep)

@@ -27,8 +27,9 @@ from bench.store import read_samples
 from bench.sweep import record as records
 from bench.sweep.launch import last_error_line
 
+# PREEMPTED: a submitit job requeues itself on preemption; UNKNOWN: not in sacct yet (just submitted)
 SLURM_ALIVE = {"PENDING", "REQUEUED", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "SUSPENDED", "UNKNOWN",
-               "REQUEUE_HOLD", "REQUEUE_FED"}
+               "REQUEUE_HOLD", "REQUEUE_FED", "PREEMPTED", "READY"}
 
 
 @dataclass
@@ -42,22 +43,49 @@ class CellStatus:
 
 def job_state(launcher: str, entry: dict) -> str:
     """``success``, ``failed`` or ``alive`` (running or queued) for a recorded job."""
+    return job_states(launcher, [entry])[entry["job_id"]]
+
+
+def job_states(launcher: str, entries: list[dict]) -> dict[str, str]:
+    """``success``, ``failed`` or ``alive`` for each recorded job: from submitit's result file when the job wrote
+    one, else from Slurm (one ``sacct`` for all) or, locally, from whether its process is alive."""
     from submitit.core.utils import JobPaths
 
-    paths = JobPaths(entry["folder"], entry["job_id"], 0)
-    if paths.result_pickle.is_file():
-        try:
-            with paths.result_pickle.open("rb") as fh:
-                outcome = pickle.load(fh)[0]
-        except (OSError, pickle.UnpicklingError, EOFError, IndexError, AttributeError, ImportError):
-            return "failed"
-        return "success" if outcome == "success" else "failed"
-    if launcher == "slurm":
-        import submitit
+    states, unfinished = {}, []
+    for entry in entries:
+        result = JobPaths(entry["folder"], entry["job_id"], 0).result_pickle
+        if result.is_file():
+            states[entry["job_id"]] = _outcome(result)
+        elif launcher == "slurm":
+            unfinished.append(entry["job_id"])
+        else:
+            alive = entry["job_id"].isdigit() and _process_alive(int(entry["job_id"]))
+            states[entry["job_id"]] = "alive" if alive else "failed"
+    if unfinished:
+        for job_id, state in slurm_states(unfinished).items():
+            states[job_id] = "alive" if state.split()[0] in SLURM_ALIVE else "failed"
+    return states
 
-        state = submitit.SlurmJob(entry["folder"], entry["job_id"]).state
-        return "alive" if state.split()[0] in SLURM_ALIVE else "failed"
-    return "alive" if entry["job_id"].isdigit() and _process_alive(int(entry["job_id"])) else "failed"
+
+def _outcome(result: Path) -> str:
+    try:
+        with result.open("rb") as fh:
+            outcome = pickle.load(fh)[0]
+    except (OSError, pickle.UnpicklingError, EOFError, IndexError, AttributeError, ImportError):
+        return "failed"
+    return "success" if outcome == "success" else "failed"
+
+
+def slurm_states(job_ids: list[str]) -> dict[str, str]:
+    """Slurm's state of each job, from one ``sacct`` call now (submitit's watcher would otherwise answer from a
+    cache it refreshes only now and then)."""
+    import submitit
+
+    watcher = submitit.SlurmJob.watcher
+    for job_id in job_ids:
+        watcher.register_job(str(job_id))
+    watcher.update()
+    return {j: watcher.get_state(str(j), mode="cache") for j in job_ids}
 
 
 def _process_alive(pid: int) -> bool:
@@ -112,7 +140,7 @@ def _is_locked(run_dir: Path) -> bool:
 def cell_statuses(record: dict) -> list[CellStatus]:
     out, seed = Path(record["out"]), record["request"]["seed"]
     jobs = {e["job_id"]: e for e in record["submissions"]}
-    states: dict[str, str] = {}
+    states = job_states(record["launcher"], list(jobs.values())) if jobs else {}
     result = []
     for key, cell in sorted(record["cells"].items()):
         run_dir = _run_dir(out, {**cell, "seed": seed})
@@ -122,16 +150,13 @@ def cell_statuses(record: dict) -> list[CellStatus]:
         elif run_dir is not None and (run_dir / ".lock").exists() and _is_locked(run_dir):
             status.state = "running"
             status.progress = f"{len(read_samples(run_dir))}/{cell['samples']}"
-        elif status.job_id in jobs:
-            if status.job_id not in states:
-                states[status.job_id] = job_state(record["launcher"], jobs[status.job_id])
-            if states[status.job_id] != "alive":
-                entry = jobs[status.job_id]
-                from submitit.core.utils import JobPaths
+        elif status.job_id in jobs and states[status.job_id] != "alive":
+            entry = jobs[status.job_id]
+            from submitit.core.utils import JobPaths
 
-                status.state = "failed"
-                status.error = last_error_line(JobPaths(entry["folder"], entry["job_id"], 0).stderr) or \
-                    f"job {status.job_id} ended without finishing this cell"
+            status.state = "failed"
+            status.error = last_error_line(JobPaths(entry["folder"], entry["job_id"], 0).stderr) or \
+                f"job {status.job_id} ended without finishing this cell"
         result.append(status)
     return result
 

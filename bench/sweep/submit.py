@@ -43,33 +43,25 @@ def sweep(req: RunRequest, opts: launch.LaunchOptions, *, plan_only: bool = Fals
 def _to_submit(grid, record: dict, resubmit_failed: bool) -> set:
     """The units to submit: with --resubmit-failed those holding a failed cell; else every unit not done whose cells
     are not all in a live job already (rerunning the same command neither duplicates queued work nor skips lost)."""
-    from bench.sweep.status import cell_statuses
+    from bench.sweep.status import cell_statuses, job_states
 
     if resubmit_failed and not record["submissions"]:
         raise BenchError(f"no sweep {record['sweep_id']} recorded under {req_out(record)} to resubmit; run the same "
                          "command without --resubmit-failed")
     statuses = {s.key: s.state for s in cell_statuses(record)} if record["submissions"] else {}
+    alive = {j for j, state in job_states(record["launcher"], record["submissions"]).items() if state == "alive"}
     keys = set()
     for unit in grid.units:
-        todo = [(statuses.get(records.cell_key(unit.encoder, c), "missing"), c) for c in unit.cells if not c.complete]
-        states = [s for s, _ in todo]
+        todo = [records.cell_key(unit.encoder, c) for c in unit.cells if not c.complete]
+        states = [statuses.get(k, "missing") for k in todo]
         if resubmit_failed:
             wanted = "failed" in states
         else:  # not done, and not sitting in a job that is still queued or running
-            wanted = any(s in ("missing", "failed") for s in states) and \
-                not any(s == "missing" and _live(record, unit, c) for s, c in todo)
+            queued = [record["cells"].get(k, {}).get("job_id") in alive for k in todo]
+            wanted = any(s in ("missing", "failed") for s in states) and not any(queued)
         if wanted:
             keys.add(unit.key)
     return keys
-
-
-def _live(record: dict, unit, cell) -> bool:
-    """The cell sits in a job that is still queued or running."""
-    from bench.sweep.status import job_state
-
-    entry = record["cells"].get(records.cell_key(unit.encoder, cell))
-    jobs = {e["job_id"]: e for e in record["submissions"]}
-    return bool(entry) and entry["job_id"] in jobs and job_state(record["launcher"], jobs[entry["job_id"]]) == "alive"
 
 
 def req_out(record: dict) -> str:
