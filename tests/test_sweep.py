@@ -136,3 +136,26 @@ def test_killed_job_resubmitted_loses_nothing(reference, tmp_path):
     # the same command once more: nothing left to submit
     assert main(["sweep", *GRID, "--launcher", "local", "--jobs", "2", "--out", str(out)]) == 0
     assert len(records.load(out)["submissions"]) == len(record["submissions"])
+
+
+@pytest.mark.slow
+def test_many_jobs_on_overlapping_cells_share_the_store(reference, tmp_path):
+    """Three local jobs at once, two of them given the same unit (and one a unit that another also holds): the
+    per-run lock makes each cell computed once; the store equals the sequential run's, no sample twice."""
+    import submitit
+
+    from bench.core.eps import parse_eps
+    from bench.runner import RunRequest
+    from bench.sweep.job import EvalJob
+
+    out = tmp_path / "out"
+    req = RunRequest(encoders=("clip",), attack="apgd", eps=(parse_eps("2/255"), parse_eps("4/255")), n_samples=8,
+                     batch_size=2, seed=0, out=out, progress=False)
+    units = [[("clip", "zeroshot", "shape"), ("clip", "zeroshot", "colour")],
+             [("clip", "zeroshot", "colour"), ("clip", "zeroshot", "count")],
+             [("clip", "zeroshot", "colour")]]
+    executor = submitit.AutoExecutor(folder=str(tmp_path / "jobs" / "%j"), cluster="local")
+    executor.update_parameters(timeout_min=30)
+    jobs = [executor.submit(EvalJob(req, u)) for u in units]
+    assert [len(job.result()) for job in jobs] == [2, 2, 1]
+    assert_same_results(out, reference)
