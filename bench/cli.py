@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="evaluate encoders under attack and store the results")
     _add_run_args(p)
 
+    p = sub.add_parser("sweep", help="spread a grid of cells over many jobs (Slurm or this machine) through "
+                       "submitit; done cells are skipped, killed or preempted jobs resume")
+    _add_run_args(p)
+    from bench.sweep.command import add_status_arguments, add_sweep_arguments
+
+    add_sweep_arguments(p)
+
+    p = sub.add_parser("status", help="a sweep's cells (done, running, failed, missing) and its progress and ETA")
+    add_status_arguments(p)
+
     p = sub.add_parser("report", help="tables (Markdown, CSV, LaTeX), plots and an HTML page from the stored "
                        "results; --run RUN_ID shows one result's provenance")
     from bench.report.command import add_arguments as add_report_arguments
@@ -85,13 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_run(args) -> int:
+def run_request(args):
+    """The ``RunRequest`` the selection flags of ``bench run`` (and ``bench sweep``) describe."""
     from bench.core.eps import parse_eps
-    from bench.report import table, to_markdown
-    from bench.report.render import legend
-    from bench.runner import RunRequest, run
+    from bench.runner import RunRequest
 
-    req = RunRequest(
+    return RunRequest(
         suite=args.suite, encoders=split_list(args.encoder) or ("clip",), attack=args.attack,
         eps=tuple(parse_eps(e) for e in split_list(args.eps)), tasks=split_list(args.task),
         datasets=split_list(args.dataset), n_samples=args.n_samples, seed=args.seed, out=args.out,
@@ -100,7 +109,14 @@ def cmd_run(args) -> int:
         data_root=args.data_root,
         encoder_weights=tuple(args.encoder_weights or ()), plan_only=args.plan, base=args.base,
     )
-    rows = run(req)
+
+
+def cmd_run(args) -> int:
+    from bench.report import table, to_markdown
+    from bench.report.render import legend
+    from bench.runner import run
+
+    rows = run(run_request(args))
     if args.plan or int(os.environ.get("RANK", "0")) != 0:
         return 0
     tab = table(rows, ci="wilson")  # n is small on a CPU: the interval is part of the number
@@ -120,6 +136,18 @@ def cmd_check(args) -> int:
     from bench.check_command import run as run_check
 
     return run_check(args)
+
+
+def cmd_sweep(args) -> int:
+    from bench.sweep.command import run_sweep
+
+    return run_sweep(args, run_request(args))
+
+
+def cmd_status(args) -> int:
+    from bench.sweep.command import run_status
+
+    return run_status(args)
 
 
 def cmd_list(args) -> int:
@@ -146,7 +174,8 @@ def cmd_train(args, argv: list[str]) -> int:
     return run(args, argv)
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "check": cmd_check, "list": cmd_list}
+COMMANDS = {"run": cmd_run, "report": cmd_report, "check": cmd_check, "list": cmd_list, "sweep": cmd_sweep,
+            "status": cmd_status}
 
 
 def main(argv: list[str] | None = None) -> int:
