@@ -108,7 +108,7 @@ def plot_anchor(runs: list[TrainingRun], stem: Path) -> list[Path]:
                   (probe["step"], 100 * probe["clean_accuracy"]), (probe["step"], 100 * probe["robust_accuracy"])]
         for ax, (x, y) in zip(axes[0], series):
             ax.plot(x, y, color=f"C{i}", lw=1.2, label=label)
-    robust = f"robust (APGD-{iterations}, training ε)" if probed and iterations else "robust"
+    robust = f"APGD-{iterations} at training ε" if probed and iterations else "under attack"
     titles = ("cosine to the original embedding", "embedding spread", "probe accuracy, clean (%)",
               f"probe accuracy, {robust} (%)")
     for ax, title in zip(axes[0], titles):
