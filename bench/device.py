@@ -162,10 +162,11 @@ def describe_plan(encoder_name: str, device: torch.device, costs: list[CellCost]
             f"plus the gradient-masking checks (≤ {checks:,.0f} pass-equivalents on one thread); "
             f"{fwd / 1e9:.3g} GFLOP forward, {fwd_bwd / 1e9:.3g} GFLOP forward+backward per image "
             f"(≤ {total_flops / 1e15:.3g} PFLOP); measured {seconds * 1e3:.3g} ms per image pass at batch {batch} "
-            f"→ ≤ {_duration(eta)}")
+            f"→ ≤ {duration_text(eta)}")
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """A duration as people read it: seconds, minutes or hours."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:

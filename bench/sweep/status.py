@@ -23,6 +23,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from bench.core.config import safe_component
+from bench.device import duration_text
 from bench.store import read_samples
 from bench.sweep import record as records
 from bench.sweep.launch import last_error_line
@@ -182,20 +183,12 @@ def describe(record: dict, statuses: list[CellStatus]) -> str:
         lines.append(f"{s.key:<48} {s.state:<8} {s.job_id:<10} {detail}".rstrip())
     counts = {state: sum(1 for s in statuses if s.state == state) for state in ("done", "running", "failed", "missing")}
     eta = eta_seconds(record, statuses)
-    eta_text = "unknown until a cell finishes" if eta is None else _duration(eta)
+    eta_text = "unknown until a cell finishes" if eta is None else duration_text(eta)
     lines.append(f"{record['sweep_id']}: {counts['done']} / {len(statuses)} cells done, {counts['running']} running, "
                  f"{counts['failed']} failed, {counts['missing']} missing; ETA {eta_text}")
     if counts["failed"]:
         lines.append("resubmit the failed cells: the same `bench sweep` command with --resubmit-failed")
     return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def status(out: Path, sid: str | None = None) -> tuple[dict, list[CellStatus]]:
