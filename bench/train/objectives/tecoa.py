@@ -19,7 +19,8 @@ class TeCoA(Objective):
                         inner_steps=10, inner_step_size=1 / 255, inner_momentum=0.9)
     needs_original_target = False
     needs_labels = True
-    # measured on micro TeCoA-4: cosine to the original 0.30 at the end, zero-shot clean accuracy 90-100 %
+    # it pulls embeddings toward the class text embeddings by design, so only the spread is watched: micro TeCoA-4
+    # ends at cosine 0.21 to the original with zero-shot clean accuracy 74 / 100 / 100 % (shape / colour / count)
     keeps_original_embedding = False
 
     def inner_loss(self, emb_adv, batch, idx):
