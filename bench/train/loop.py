@@ -263,9 +263,11 @@ def measure_step_seconds(run: TrainingState) -> float:
 def _announce(run: TrainingState) -> None:
     cfg = run.cfg
     per_step = measure_step_seconds(run)
-    print(f"training {cfg.encoder_name} ({cfg.suite}): {cfg.steps} steps × batch {cfg.batch_size}, PGD-"
-          f"{cfg.inner_steps} inner at ε={cfg.eps_levels}/255 — estimated {per_step * cfg.steps / 60:.1f} min on "
-          f"{run.device} ({per_step:.2f} s per step, measured)", file=sys.stderr)
+    inner = (f"PGD-{cfg.inner_steps} (steps of {cfg.inner_step_size * 255:.3g}/255)" if cfg.inner_steps > 1 else
+             f"one step of {cfg.inner_step_size * 255:.3g}/255 from a random start")
+    print(f"training {cfg.encoder_name} ({cfg.suite}): {cfg.steps} steps × batch {cfg.batch_size}, inner attack "
+          f"{inner} at ε={cfg.eps_levels}/255 — estimated {per_step * cfg.steps / 60:.1f} min on {run.device} "
+          f"({per_step:.2f} s per step, measured)", file=sys.stderr)
 
 
 def _save_state(path: Path, student, opt, step: int, log_rows: list[dict], reference_spread: float) -> None:
