@@ -134,6 +134,21 @@ class CellCost:
     passes: int  # upper bound of forward+backward passes per sample (0: clean)
     extra_passes: float = 0.0  # per cell, in pass-equivalents: the checks against gradient masking
 
+    def flops(self, fwd: float, fwd_bwd: float) -> float:
+        """FLOPs still to spend (upper bound): the attack's passes, the clean and final scoring forwards and the
+        checks, from one image's forward and forward+backward FLOPs."""
+        return self.samples * (self.passes * fwd_bwd + 2 * fwd) + self.extra_passes * fwd_bwd
+
+
+def cell_cost(task, data, protocol, todo: int) -> CellCost:
+    """The cost model of one cell with ``todo`` samples still to compute: what ``bench run --plan`` prints and what
+    ``bench sweep`` packs by."""
+    from attacks.sanity import SanityConfig
+
+    n_classes = len(getattr(data, "class_prompts", ())) or 2
+    checks = sanity_passes(protocol, SanityConfig()) if hasattr(task, "sanity_checks") else 0.0
+    return CellCost(todo, passes_per_sample(protocol, n_classes), checks)
+
 
 def sanity_passes(protocol, config) -> float:
     """What the gradient-masking checks of one attacked cell cost at most, in forward+backward pass-equivalents of

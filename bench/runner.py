@@ -196,11 +196,9 @@ def _print_plan(store: Store, cells: list[Cell], encoder, device, batch_size: in
         run = store.existing(cell.cfg)
         if run is not None and run.complete and not req.force:
             continue
-        n_classes = len(getattr(cell.data, "class_prompts", ())) or 2
         done = 0 if req.force or run is None else len(run.done_ids())
         todo = len(cell.task.sample_ids(cell.data)) - done
-        checks = dev.sanity_passes(cell.protocol, SanityConfig()) if hasattr(cell.task, "sanity_checks") else 0.0
-        costs.append(dev.CellCost(todo, dev.passes_per_sample(cell.protocol, n_classes), checks))
+        costs.append(dev.cell_cost(cell.task, cell.data, cell.protocol, todo))
     if not costs or not (req.progress or req.plan_only):
         return
     flops = dev.flops_per_image(encoder, device)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, replace
 
-from attacks.sanity import SanityConfig
 from bench import device as dev
 from bench.core.errors import NeedsTraining
 from bench.encoders.registry import ENCODERS
@@ -133,12 +132,7 @@ def _grid_cell(req, suite, store: Store, encoder, task, data, dataset: str, atta
         if run is not None:
             complete = run.complete and not req.force
             done = n if complete else (0 if req.force else len(run.done_ids()))
-    n_classes = len(getattr(data, "class_prompts", ())) or 2
-    fwd, fwd_bwd = flops
-    checks = dev.sanity_passes(protocol, SanityConfig()) if hasattr(task, "sanity_checks") else 0.0
-    todo = n - done
-    cost = 0.0 if complete else todo * (dev.passes_per_sample(protocol, n_classes) * fwd_bwd + 2 * fwd) \
-        + checks * fwd_bwd
+    cost = 0.0 if complete else dev.cell_cost(task, data, protocol, n - done).flops(*flops)
     return GridCell(task.name, dataset, protocol.name, eps.label, run_id, n, done, complete, cost)
 
 
