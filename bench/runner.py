@@ -26,7 +26,7 @@ from attacks.sanity import SanityConfig, eps_sweeps
 from bench import device as dev
 from bench.core.config import CellConfig
 from bench.core.eps import Eps
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, NeedsTraining
 from bench.core.suite import Suite
 from bench.encoders.registry import method_label
 from bench.encoders.resolve import resolve_encoders
@@ -153,9 +153,16 @@ def run(req: RunRequest) -> pd.DataFrame:
     results = []
 
     for spec in encoder_specs:
-        # rank 0 first: it downloads (or trains) what is missing, the others then read it from the cache
-        encoder = shards.rank0_first(lambda spec=spec: suite.load_encoder(
-            spec, str(device), allow_training=req.allow_training and shards.world == 1, progress=req.progress))
+        if req.plan_only:  # a plan prices what is there and trains nothing
+            encoder = load_if_trained(suite, spec, device, req.progress)
+            if encoder is None:
+                print(f"plan for {spec.name}: not trained yet; `bench run` trains it first (it prints the measured "
+                      f"training estimate when it starts; `bench train --encoder {spec.name}` trains it alone), then "
+                      f"prices and computes its cells", file=sys.stderr)
+                continue
+        else:  # rank 0 first: it downloads (or trains) what is missing, the others then read it from the cache
+            encoder = shards.rank0_first(lambda spec=spec: suite.load_encoder(
+                spec, str(device), allow_training=req.allow_training and shards.world == 1, progress=req.progress))
         batch_size = req.batch_size or dev.fit_batch(encoder, device, suite.batch_size)
         cells = []
         for task_name, dataset in pairs:
@@ -186,6 +193,14 @@ def run(req: RunRequest) -> pd.DataFrame:
         derived = [store.write_derived(d.run_id, d.card, d.rows) for d in eps_sweeps(rows, git_sha(), now_iso())]
         rows = pd.concat([rows, *derived], ignore_index=True)
     return rows
+
+
+def load_if_trained(suite: Suite, spec, device, progress: bool = False):
+    """The encoder if loading it trains nothing (cached, downloaded or never trained); None if it needs training."""
+    try:
+        return suite.load_encoder(spec, str(device), allow_training=False, progress=progress)
+    except NeedsTraining:
+        return None
 
 
 def _print_plan(store: Store, cells: list[Cell], encoder, device, batch_size: int, req: RunRequest,

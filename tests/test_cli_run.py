@@ -83,3 +83,16 @@ def test_list_describes_everything(capsys):
 def test_console_script_help_runs():
     res = subprocess.run([sys.executable, "-m", "bench", "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "train" in res.stdout and "report" in res.stdout
+
+
+def test_plan_trains_nothing(tmp_path, capsys, monkeypatch):
+    """`--plan` prices what is there: an untrained encoder gets a line saying it will be trained, not a training."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BENCH_CACHE", str(cache))
+    out = tmp_path / "results"
+    assert run_cli("run", "--encoder", "clip,fare4", "--attack", "apgd", "--eps", "4/255", "--n-samples", "4",
+                   "--dataset", "shape", "--out", str(out), "--plan") == 0
+    err = capsys.readouterr().err
+    assert "plan for clip on cpu" in err and "forward+backward passes" in err
+    assert "plan for fare4: not trained yet" in err and "training fare4" not in err
+    assert not (cache / "encoders").exists() and not (out / "runs").exists()

@@ -13,10 +13,9 @@ import sys
 from dataclasses import dataclass, replace
 
 from bench import device as dev
-from bench.core.errors import NeedsTraining
 from bench.encoders.registry import ENCODERS
 from bench.encoders.resolve import resolve_encoder
-from bench.runner import RunRequest, cell_config, plan
+from bench.runner import RunRequest, cell_config, load_if_trained, plan
 from bench.store import Store
 from tasks.registry import TASKS, protocol_for
 
@@ -114,11 +113,10 @@ def _cpu():
 
 
 def _load_untrained_as_none(suite, spec):
-    try:
-        return suite.load_encoder(spec, "cpu", allow_training=False, progress=False)
-    except NeedsTraining:
+    encoder = load_if_trained(suite, spec, "cpu")
+    if encoder is None:
         print(f"{spec.name}: not trained yet; the sweep trains it in a job of its own first", file=sys.stderr)
-        return None
+    return encoder
 
 
 def _grid_cell(req, suite, store: Store, encoder, task, data, dataset: str, attack: str, eps, flops) -> GridCell:
