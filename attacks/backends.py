@@ -142,7 +142,8 @@ def _torchattacks(model, protocol: Protocol, eps: float, seed: int, n_classes: i
         import torchattacks
     except ImportError as exc:
         raise BenchError("--attack-backend torchattacks needs the torchattacks package: "
-                         "pip install 'clip-robust-bench[reference]'") from exc
+                         "pip install --no-deps 'torchattacks>=3.5' (its pin of requests~=2.25 "
+                         "conflicts with huggingface_hub; it runs with the newer requests)") from exc
 
     norm = LIBRARY_NORM[protocol.norm]
     attacks = []
