@@ -152,8 +152,9 @@ def test_vision_language_preset_contract(attack, task_name, micro):
         assert torch.equal(out.x_adv, x) and out.output == out.clean_output
     if protocol.keep_worst:
         # scores are "lower = the attack did better": the reported output is never better than the clean one.
-        # Single-run protocols (keep_worst=False) report the attacked output as it is, by design (DESIGN.md §2:
-        # a weaker attack than the ensemble, never compared with it), so a sample may score above its clean output.
+        # Single-run protocols (keep_worst=False) report the attacked output as it is, by design (docs/design.md,
+        # "Protocols": a weaker attack than the ensemble, never compared with it), so a sample may score above its
+        # clean output.
         assert (out.score <= out.clean_score + 1e-12).all(), (out.score, out.clean_score)
 
     _, again = task.run(encoder, data, rows, ctx)

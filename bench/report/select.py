@@ -16,7 +16,7 @@ CLEAN_LABEL = "clean"
 CELL_KEY = ["suite", "encoder", "encoder_sha256", "task", "dataset", "attack", "eps_str", "metric"]
 CHECKPOINT_COLUMNS = ["encoder_sha256", "encoder_source"]
 SHA_SHOWN = 6  # hex digits of a checkpoint hash in a label (more where two checkpoints of a name share them)
-# what makes two robust numbers comparable (DESIGN §2: never mix protocols in one column)
+# what makes two robust numbers comparable (docs/design.md, "Protocols": never mix protocols in one column)
 PROTOCOL_KEY = ["attack", "protocol", "steps", "restarts", "precision"]
 
 
