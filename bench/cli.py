@@ -8,6 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from attacks.protocol_files import is_protocol_file
 from bench.core.errors import BenchError
 from bench.options import split_list
 
@@ -22,7 +23,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="what NAME=SOURCE towers go onto: micro, ARCH/TAG (ViT-B-32/openai) or ARCH/hf-hub:ORG/REPO "
                    "(default: the suite's base)")
     p.add_argument("--attack", default="apgd", metavar="NAME",
-                   help="attack protocol (default: apgd; `none` = clean only; see `bench list attacks`)")
+                   help="attack protocol (default: apgd; `none` = clean only; see `bench list attacks`), or a "
+                   "protocol file of your own (./my-protocol.toml; the schema of attacks/presets/*.toml)")
     p.add_argument("--eps", action="append", metavar="EPS",
                    help="ℓ∞ budget as a fraction of the pixel range, repeatable: 4/255 or 0.0157 (not 4)")
     p.add_argument("--task", action="append", metavar="NAME", help="task(s) (default: the suite's)")
@@ -101,7 +103,7 @@ def run_request(args):
     from bench.runner import RunRequest
 
     return RunRequest(
-        suite=args.suite, encoders=split_list(args.encoder) or ("clip",), attack=args.attack,
+        suite=args.suite, encoders=split_list(args.encoder) or ("clip",), attack=attack_argument(args.attack),
         eps=tuple(parse_eps(e) for e in split_list(args.eps)), tasks=split_list(args.task),
         datasets=split_list(args.dataset), n_samples=args.n_samples, seed=args.seed, out=args.out,
         device=args.device, batch_size=args.batch_size, force=args.force, allow_training=not args.no_train,
@@ -109,6 +111,12 @@ def run_request(args):
         data_root=args.data_root,
         encoder_weights=tuple(args.encoder_weights or ()), plan_only=args.plan, base=args.base,
     )
+
+
+def attack_argument(text: str) -> str:
+    """``--attack`` as the request carries it: a protocol file by its absolute path (a sweep's jobs may start
+    elsewhere), a name as typed."""
+    return str(Path(text.strip()).expanduser().resolve()) if is_protocol_file(text) else text
 
 
 def cmd_run(args) -> int:

@@ -16,7 +16,7 @@ from attacks.backends import run_classification
 from attacks.base import LinfBall
 from attacks.losses import classification_objective
 from attacks.pgd import pgd
-from attacks.protocols import PROTOCOLS
+from attacks.registry import PROTOCOLS
 
 N_CLASSES = 10  # enough for APGD-T's 9 target classes
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from attacks.registry import resolve_attack
 from attacks.vlm import VLMProtocol, run_vlm_protocol
 from bench.core.errors import BenchError
 from tasks.base import EvalContext
@@ -47,9 +48,7 @@ class VLMTask:
     @classmethod
     def protocol(cls, attack: str, backend: str = "native") -> VLMProtocol:
         """The protocol ``--attack`` names for this task; classification protocols are refused."""
-        from attacks.registry import ATTACKS
-
-        name = ATTACKS.canonical(attack)
+        name = resolve_attack(attack).name
         table = {"none": CLEAN, **cls.attacks}
         if name not in table:
             raise BenchError(f"--attack {name} does not apply to task {cls.name}; it takes: {', '.join(table)}")
