@@ -10,6 +10,7 @@ from collections.abc import Callable
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
 from bench.core.suite import Suite
+from bench.paper.encoders import FAMILIES
 
 
 def _micro(**options) -> Suite:
@@ -43,16 +44,8 @@ def _paper(family: str) -> Callable[..., Suite]:
 SUITES: Registry[Callable[..., Suite]] = Registry("suite", plugin_group="suites")
 SUITES.register("micro", _micro, "a generated world of shapes, colours and counts with a small CLIP; runs offline on "
                 "a CPU in minutes (default)")
-SUITES.register("paper", _paper("paper"), "ViT-L/14 OpenAI CLIP and the published FARE, TeCoA and Sim-CLIP "
-                "checkpoints on the FARE zero-shot protocol (13 datasets + ImageNet, 1,000 samples each); GPU work")
-SUITES.register("paper-b32", _paper("paper-b32"), "the published ViT-B/32 (LAION-2B) CLIP, FARE⁴ and TeCoA⁴ on "
-                "the same protocol")
-SUITES.register("paper-b32-openai", _paper("paper-b32-openai"), "the OpenAI ViT-B/32 CLIP and FARE's published "
-                "FARE⁴ and TeCoA⁴ towers for it, on the same protocol")
-SUITES.register("paper-zsr", _paper("paper-zsr"), "the OpenAI ViT-B/32 CLIP on the TGA-ZSR table's 16 zero-shot "
-                "datasets (ε = 1/255: --attack pgd-100-tga, and aa-custom); FARE's published ε = 1/255 towers, "
-                "PMG-AFT, TGA-ZSR and AGFT trained with their paper recipes; GPU work")
-
+for _family in FAMILIES.values():
+    SUITES.register(_family.suite, _paper(_family.suite), _family.description)
 
 def get_suite(name: str, **options) -> Suite:
     """The suite ``name``; ``options`` (data_root, encoder_weights) configure where a paper suite finds things."""

@@ -1,10 +1,11 @@
 """Definitions as data: reading a TOML file against a small schema, with every problem one line that names the file
-and the field (``attack protocol ./p.toml: stages[2].iterations: expected an integer ≥ 1, got 'ten'``).
+and the field (``attack protocol ./p.toml: stages[0].iterations: expected an integer, got a string ('ten')``).
 
 A schema is a dataclass: a table's keys are its fields, typed as the dataclass annotates them (``str``, ``int``,
-``float``, ``bool``, ``tuple[str, ...]``, each optionally ``| None``); a field without a default is required. A number
-may be written as a fraction (``"1/255"``), which reads as the same float Python computes for ``1 / 255``. A field
-added to the dataclass is a field of the files at once: the schema grows with the code that reads it.
+``float``, ``bool``, ``tuple[str, ...]``, each optionally ``| None``, which TOML spells by leaving the key out); a
+field without a default and not ``| None`` is required. A number may be written as a fraction (``"1/255"``), which
+reads as the same float Python computes for ``1 / 255``. A field added to the dataclass is a key of the files at
+once: the schema grows with the code that reads it.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ class DataFile:
             if name in value:
                 out[name] = self.typed(value[name], join(field, name), str(f.type))
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise self.error(join(field, name), "missing (required)")
+                if "None" not in str(f.type):
+                    raise self.error(join(field, name), "missing (required)")
+                out[name] = None  # TOML has no null: an optional field without a default is absent
         return out
 
     def typed(self, value, field: str, annotation: str):

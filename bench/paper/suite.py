@@ -2,8 +2,7 @@
 the FARE zero-shot protocol's datasets. Run options (--data-root, --encoder-weights) are bound when the suite is
 built, so the runner's code path stays the one every suite uses.
 
-Other tasks add their datasets to ``TASK_DATASETS`` (and their loaders to the ``Suite``) without touching the
-zero-shot ones.
+Each suite's base, published checkpoints and zero-shot table are data (``suites.toml``, ``datasets.toml``).
 """
 
 from __future__ import annotations
@@ -15,9 +14,6 @@ from pathlib import Path
 from bench.core.errors import BenchError
 from bench.paper import datasets, encoders
 
-TASK_DATASETS: dict[str, tuple[str, ...]] = {"zeroshot": datasets.FARE_DATASETS}
-# a suite whose zero-shot table is another paper's
-ZEROSHOT_DATASETS: dict[str, tuple[str, ...]] = {"paper-zsr": datasets.TGA_ZSR_DATASETS}
 DEFAULT_TASKS = ("zeroshot",)
 N_SAMPLES = 1000  # per dataset, as in the protocol
 BATCH_SIZE = 50  # FARE's attack batch; on a GPU the runner lowers it to what fits in memory
@@ -61,8 +57,8 @@ def build(family: encoders.Family, *, data_root_option=None, encoder_weights=Non
 
     from tasks.vlm import data as vlm_data
 
-    tasks = {**TASK_DATASETS, "zeroshot": ZEROSHOT_DATASETS.get(family.suite, TASK_DATASETS["zeroshot"])}
-    if family.arch == "ViT-L-14":  # LLaVA-1.5's projector reads ViT-L/14 patch tokens
+    tasks = {"zeroshot": datasets.TABLES[family.zeroshot]}
+    if family.vlm:
         tasks.update(vlm_data.PAPER_DATASETS)
     return Suite(family.suite, tasks, DEFAULT_TASKS, n_samples=N_SAMPLES, batch_size=BATCH_SIZE,
                  load_classification=partial(datasets.load_classification, data_root=root),

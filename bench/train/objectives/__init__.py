@@ -1,8 +1,8 @@
 """Adversarial fine-tuning objectives, on the image tower only (the text tower is always frozen).
 
 An objective gives the inner loss the PGD attack maximises (per sample) and the outer loss the optimiser minimises,
-says what it needs (the frozen original's embedding, labels, ...), and carries its paper recipe as data. Each lives
-in its own module of this package and registers itself; a plugin adds one through the entry point group
+says what it needs (the frozen original's embedding, labels, ...); its paper recipe is data (``paper_recipes.toml``).
+Each lives in its own module of this package and registers itself; a plugin adds one through the entry point group
 ``clip_robust_bench.objectives``. Notation: φ is the encoder being trained, φ₀ the frozen original, x the clean
 image, x' the adversarial one, T the frozen class-prompt text embeddings.
 
@@ -59,7 +59,8 @@ class Objective:
     label: ClassVar[str]  # what result rows and cards call the method
     description: ClassVar[str]  # one line for `bench list`
     definition: ClassVar[str]  # the formulas, hashed into the training configuration
-    paper_recipe: ClassVar[dict]  # the published recipe (TrainConfig fields), with its source in a comment
+    # a plugin's published recipe (TrainConfig fields); the built-in objectives' are in paper_recipes.toml
+    paper_recipe: ClassVar[dict | None] = None
     micro_recipe: ClassVar[dict] = {}  # adjustments of the shared micro recipe, if any
     needs_original_target: ClassVar[bool] = True  # whether φ₀(x) is part of the loss
     needs_labels: ClassVar[bool] = False  # whether the loss reads class labels and class-prompt embeddings
