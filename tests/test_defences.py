@@ -321,7 +321,7 @@ def test_paper_recipes_are_the_released_ones():
 
 
 def test_supervised_and_distilling_methods_are_watched_by_spread_only(tmp_path, micro_clip):
-    from bench.train.data import MicroTrainData
+    from bench.micro.train_data import MicroTrainData
     from bench.train.loop import _setup
 
     data = MicroTrainData(16)
@@ -337,7 +337,7 @@ def test_supervised_and_distilling_methods_are_watched_by_spread_only(tmp_path, 
 @pytest.mark.parametrize("method", ["pmg-aft", "tga-zsr", "agft"])
 def test_one_training_step_on_the_micro_clip(tmp_path, micro_clip, method):
     """A real step (inner PGD, outer loss, backward, optimiser) through the loop: finite, and it moves the tower."""
-    from bench.train.data import MicroTrainData
+    from bench.micro.train_data import MicroTrainData
     from bench.train.loop import _setup, _train_step
 
     cfg = TrainConfig(method=method, eps_levels=1, suite="micro", steps=1, batch_size=4, lr=1e-3, weight_decay=0.0,

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from bench.core.checkpoints import load_tensors, sha256_file
 from bench.core.errors import BenchError, NeedsTraining
+from bench.micro.train_data import MicroTrainData
 from bench.train.config import TrainConfig
-from bench.train.data import MicroTrainData, batch_indices
+from bench.train.data import batch_indices
 from bench.train.health import CollapseMonitor, embedding_spread
 from bench.train.objectives import Batch, make_objective
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench.core.errors import BenchError
 from bench.micro import language
 from bench.micro.data import ZEROSHOT_DATASETS, generate_indices, select_indices
+from bench.micro.train_data import MicroTrainData
 
 
 def load_classification(dataset: str, n_samples: int, seed: int):
@@ -48,6 +49,4 @@ def load_encoder(spec, device: str, allow_training: bool = True, progress: bool 
 
 
 def train_data(cfg):
-    from bench.train.data import MicroTrainData
-
     return MicroTrainData(cfg.n_train)
