@@ -150,8 +150,8 @@ def load_encoder(family: Family, spec, device: str, *, allow_training: bool = Tr
 
 
 def trained(family: Family, spec, base, ctx, train_overrides: dict | None = None) -> ClipEncoder:
+    from bench.paper.train_data import train_data
     from bench.train.cache import obtain
-    from bench.train.data import train_data
     from bench.train.recipes import recipe
 
     if base != family.base:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.core.errors import BenchError
 from bench.paper import datasets, encoders
+from bench.paper.train_data import train_data as paper_train_data
 
 DEFAULT_TASKS = ("zeroshot",)
 N_SAMPLES = 1000  # per dataset, as in the protocol
@@ -51,9 +52,7 @@ def build(family: encoders.Family, *, data_root_option=None, encoder_weights=Non
                                      overrides=weights, train_overrides=overrides)
 
     def train_data(cfg, imagenet_root):
-        from bench.train.data import train_data as imagenet_train_data
-
-        return imagenet_train_data(cfg.suite, cfg.n_train, imagenet_root, cfg.seed, cfg.train_set)
+        return paper_train_data(cfg.suite, cfg.n_train, imagenet_root, cfg.seed, cfg.train_set)
 
     from tasks.vlm import data as vlm_data
 
