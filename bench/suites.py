@@ -22,12 +22,12 @@ def _micro(**options) -> Suite:
         raise BenchError(f"--{', --'.join(given)} appl{'ies' if len(given) == 1 else 'y'} to the paper suites only; "
                          "the micro suite is generated and committed")
 
-    from tasks.vlm import data as vlm_data
+    from bench.micro import vlm
 
-    return Suite("micro", {"zeroshot": ZEROSHOT_DATASETS, **vlm_data.MICRO_DATASETS}, ("zeroshot",), n_samples=100,
+    return Suite("micro", {"zeroshot": ZEROSHOT_DATASETS, **vlm.DATASETS}, ("zeroshot",), n_samples=100,
                  batch_size=64, load_classification=micro.load_classification, load_encoder=micro.load_encoder,
-                 train_data=lambda cfg, _root: micro.train_data(cfg), load_vlm_data=vlm_data.load_micro,
-                 task_samples=vlm_data.MICRO_SAMPLES, task_batch_size=vlm_data.MICRO_BATCH)
+                 train_data=lambda cfg, _root: micro.train_data(cfg), load_vlm_data=vlm.load_vlm_data,
+                 task_samples=vlm.SAMPLES, task_batch_size=vlm.BATCH)
 
 
 def _paper(family: str) -> Callable[..., Suite]:

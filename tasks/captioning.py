@@ -37,17 +37,6 @@ class CaptionData:
     source: str = ""
 
 
-def load_micro(n_samples: int, seed: int, dataset: str = "micro-coco") -> CaptionData:
-    """``n_samples`` seeded micro test scenes with their five captions (four complete, one terse)."""
-    from bench.micro.data import generate_indices, select_indices
-    from tasks.vlm.micro import load_micro_vlm
-
-    indices = select_indices(n_samples, seed)
-    split = generate_indices("test", indices)
-    return CaptionData(dataset, indices, split.ids, split.images, [split.captions(i) for i in range(len(split))],
-                       load_micro_vlm, "micro world, test split")
-
-
 @register_task("captioning", "coco")
 class CaptioningTask(VLMTask):
     name = "coco-captioning"

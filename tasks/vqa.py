@@ -38,20 +38,6 @@ class VQAData:
     source: str = ""
 
 
-def load_micro(n_samples: int, seed: int, dataset: str = "micro-vqa") -> VQAData:
-    """One question per seeded micro test scene (which of its three questions: the scene index mod 3, so every
-    kind of question appears)."""
-    from bench.micro.data import generate_indices, select_indices
-    from tasks.vlm.micro import load_micro_vlm
-
-    indices = select_indices(n_samples, seed)
-    split = generate_indices("test", indices)
-    chosen = [split.questions(i)[int(idx) % 3] for i, idx in enumerate(indices)]
-    return VQAData(dataset, indices, [f"{sid}-q{int(idx) % 3}" for sid, idx in zip(split.ids, indices)],
-                   split.images, [q.question for q in chosen], [q.answers for q in chosen], load_micro_vlm,
-                   "micro world, test split")
-
-
 @register_task("vqa")
 class VQATask(VLMTask):
     name = "vqav2"

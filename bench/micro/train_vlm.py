@@ -110,10 +110,10 @@ def lr_at(step: int, total: int, base: float, warmup_frac: float) -> float:
 def evaluate(decoder: MicroDecoder, n_eval: int, seed: int = 0) -> dict[str, float]:
     """Clean CIDEr and VQA accuracy with the committed micro CLIP, on the tasks' own micro selections."""
     from bench.micro.encoders import load_micro_clip
+    from bench.micro.vlm import load_captions as micro_captions
+    from bench.micro.vlm import load_questions as micro_questions
     from tasks.captioning import clean_scores as caption_scores
-    from tasks.captioning import load_micro as micro_captions
     from tasks.vqa import clean_scores as vqa_scores
-    from tasks.vqa import load_micro as micro_questions
 
     vlm = MicroVLM(load_micro_clip(), decoder)
     cider = caption_scores(vlm, micro_captions(n_eval, seed))

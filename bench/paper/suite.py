@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from bench.core.errors import BenchError
-from bench.paper import datasets, encoders
+from bench.paper import datasets, encoders, vlm
 from bench.paper.train_data import train_data as paper_train_data
 
 DEFAULT_TASKS = ("zeroshot",)
@@ -54,16 +54,14 @@ def build(family: encoders.Family, *, data_root_option=None, encoder_weights=Non
     def train_data(cfg, imagenet_root):
         return paper_train_data(cfg.suite, cfg.n_train, imagenet_root, cfg.seed, cfg.train_set)
 
-    from tasks.vlm import data as vlm_data
-
     tasks = {"zeroshot": datasets.TABLES[family.zeroshot]}
     if family.vlm:
-        tasks.update(vlm_data.PAPER_DATASETS)
+        tasks.update(vlm.DATASETS)
     return Suite(family.suite, tasks, DEFAULT_TASKS, n_samples=N_SAMPLES, batch_size=BATCH_SIZE,
                  load_classification=partial(datasets.load_classification, data_root=root),
                  load_encoder=load_encoder, train_data=train_data,
-                 load_vlm_data=partial(vlm_data.load_paper, data_root=root), task_samples=vlm_data.PAPER_SAMPLES,
-                 task_batch_size=vlm_data.PAPER_BATCH)
+                 load_vlm_data=partial(vlm.load_vlm_data, data_root=root), task_samples=vlm.SAMPLES,
+                 task_batch_size=vlm.BATCH)
 
 
 def build_named(name: str, data_root=None, encoder_weights=None):
