@@ -15,12 +15,11 @@ import numpy as np
 import pandas as pd
 
 from attacks.vlm import ensemble, single_apgd
-from tasks.base import Metric, nonfinite_metric
+from tasks.base import Metric, nonfinite_metric, to_float
 from tasks.metrics_caption import CaptionScorer, postprocess_caption
 from tasks.registry import register_task
 from tasks.vlm.base import CAPTION_PROMPT, MAX_NEW_TOKENS
 from tasks.vlm.task import VLMTask, mean_interval
-from tasks.zeroshot import to_float
 
 N_ATTACKED_REFERENCES = 5  # the ensemble attacks the first five references of each image
 CIDER_STOP = 0.10  # the ensemble leaves an image once its CIDEr < 10 (pycocoevalcap's scale: 0.10)

@@ -14,12 +14,11 @@ import numpy as np
 import pandas as pd
 
 from attacks.vlm import ensemble, single_apgd
-from tasks.base import Metric, nonfinite_metric
+from tasks.base import Metric, nonfinite_metric, to_float
 from tasks.metrics_vqa import most_common_answers, postprocess_answer, vqa_accuracy
 from tasks.registry import register_task
 from tasks.vlm.base import MAX_NEW_TOKENS, vqa_prompt
 from tasks.vlm.task import VLMTask, mean_interval
-from tasks.zeroshot import to_float
 
 N_ATTACKED_ANSWERS = 5
 TARGETED_ANSWERS = ("maybe", "Word")  # the ensemble's targeted runs, as in Schlarmann & Hein's evaluation

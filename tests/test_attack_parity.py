@@ -131,7 +131,7 @@ def test_parity_with_torchattacks_on_a_defended_model(defended):
 def test_parity_with_autoattack_on_the_micro_clip():
     from bench.micro.encoders import load_micro_clip
     from bench.micro.suite import load_classification
-    from tasks.zeroshot import to_float
+    from tasks.base import to_float
     from tasks.zeroshot_model import ZeroShotClassifier
 
     data = load_classification("count", 6, seed=0)

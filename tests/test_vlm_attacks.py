@@ -11,10 +11,10 @@ from bench.core.errors import BenchError
 from bench.micro import vlm as micro_vlm
 from bench.micro.encoders import load_micro_clip
 from tasks import targeted
+from tasks.base import attack_seeds
 from tasks.registry import TASKS, protocol_for
 from tasks.vlm.base import CAPTION_PROMPT
 from tasks.vlm.micro import load_micro_vlm
-from tasks.zeroshot import attack_seeds
 
 EPS = 8 / 255
 

@@ -13,10 +13,10 @@ from bench.core.errors import BenchError
 from bench.micro import vlm as micro_vlm
 from bench.micro.encoders import load_micro_clip
 from tasks import vqa
+from tasks.base import to_float
 from tasks.vlm.base import CAPTION_PROMPT, vqa_prompt
 from tasks.vlm.micro import CARD_PATH, CHECKPOINT_PATH, load_micro_vlm
 from tasks.vlm.vocab import WordTokenizer, build_vocabulary
-from tasks.zeroshot import to_float
 
 
 @pytest.fixture(scope="module")

@@ -26,10 +26,10 @@ from tqdm import tqdm
 
 from bench.core.checkpoints import atomic_write_bytes, save_tensors
 from bench.micro.data import generate
+from tasks.base import to_float
 from tasks.vlm.base import CAPTION_PROMPT, IGNORE, vqa_prompt
 from tasks.vlm.micro import ASSETS, MicroDecoder, MicroVLM, MicroVLMConfig
 from tasks.vlm.vocab import WordTokenizer, build_vocabulary
-from tasks.zeroshot import to_float
 
 EXTRA_WORDS = ("maybe", "word")  # the VQA ensemble attack's targeted answers ("maybe", "Word"), never trained
 

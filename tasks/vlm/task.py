@@ -16,8 +16,7 @@ import torch
 from attacks.registry import resolve_attack
 from attacks.vlm import VLMProtocol, run_vlm_protocol
 from bench.core.errors import BenchError
-from tasks.base import EvalContext
-from tasks.zeroshot import attack_seeds, to_float
+from tasks.base import EvalContext, attack_seeds, to_float
 
 CLEAN = VLMProtocol("none", "clean outputs only, no attack")
 GALLERY_SIZE = 3  # adversarial examples drawn per attacked cell
