@@ -27,12 +27,13 @@ from bench import device as dev
 from bench.core.config import CellConfig
 from bench.core.eps import Eps
 from bench.core.errors import BenchError, NeedsTraining
+from bench.core.provenance import git_sha, is_dirty, now_iso, versions
 from bench.core.suite import Suite
 from bench.encoders.registry import method_label
 from bench.encoders.resolve import resolve_encoders
 from bench.sharding import Shards
 from bench.sharding import init as init_shards
-from bench.store import Store, git_sha, is_dirty, now_iso, versions
+from bench.store import Store
 from bench.suites import get_suite
 from tasks.base import EvalContext, Metric
 from tasks.registry import TASKS, protocol_for

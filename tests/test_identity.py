@@ -12,9 +12,9 @@ from attacks.registry import ATTACKS
 from bench.core.config import CellConfig
 from bench.core.eps import parse_eps
 from bench.core.errors import BenchError
+from bench.core.provenance import git_sha, versions
 from bench.core.registry import Entry
 from bench.runner import RunRequest, reuse_problem, run
-from bench.store import git_sha, versions
 
 
 def small_request(tmp_path, **kw) -> RunRequest:

@@ -26,10 +26,10 @@ from tqdm import tqdm
 
 from attacks.pgd import pgd
 from bench.core.checkpoints import atomic_path, atomic_write_bytes, save_tensors
+from bench.core.dist import DistInfo
 from bench.core.errors import BenchError, TrainingCollapsed
+from bench.core.provenance import git_sha, now_iso
 from bench.encoders.base import ClipEncoder, ImageTower
-from bench.sharding import DistInfo
-from bench.store import git_sha, now_iso
 from bench.train.config import TrainConfig
 from bench.train.data import batch_indices
 from bench.train.health import CollapseMonitor, cosine_to_original, embedding_spread
