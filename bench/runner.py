@@ -29,12 +29,12 @@ from bench.core.eps import Eps
 from bench.core.errors import BenchError, NeedsTraining
 from bench.core.provenance import git_sha, is_dirty, now_iso, versions
 from bench.core.suite import Suite
-from bench.encoders.registry import method_label
 from bench.encoders.resolve import resolve_encoders
 from bench.sharding import Shards
 from bench.sharding import init as init_shards
 from bench.store import Store
 from bench.suites import get_suite
+from bench.train.objectives import method_label
 from tasks.base import EvalContext, Metric
 from tasks.registry import TASKS, protocol_for
 

@@ -1,6 +1,9 @@
 """Suites: which tasks and datasets exist, default sample counts, and where data and encoders come from.
 
-A suite is data; the code path that evaluates it is the same for all suites.
+A suite is data; the code path that evaluates it is the same for all suites. Importing this module imports every
+suite and, with them, the layers that register names into the registries below them (the training objectives name
+the robust encoders, the micro suite registers its base): the modules that resolve names (the runner, the command
+line, the API, the report, the check, the sweep) import it.
 """
 
 from __future__ import annotations
@@ -10,30 +13,26 @@ from collections.abc import Callable
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
 from bench.core.suite import Suite
+from bench.micro import suite as micro
+from bench.micro import vlm as micro_vlm
+from bench.micro.data import ZEROSHOT_DATASETS
 from bench.paper.encoders import FAMILIES
+from bench.paper.suite import build_named
 
 
 def _micro(**options) -> Suite:
-    from bench.micro import suite as micro
-    from bench.micro.data import ZEROSHOT_DATASETS
-
     given = [k.replace("_", "-") for k, v in options.items() if v]
     if given:
         raise BenchError(f"--{', --'.join(given)} appl{'ies' if len(given) == 1 else 'y'} to the paper suites only; "
                          "the micro suite is generated and committed")
-
-    from bench.micro import vlm
-
-    return Suite("micro", {"zeroshot": ZEROSHOT_DATASETS, **vlm.DATASETS}, ("zeroshot",), n_samples=100,
+    return Suite("micro", {"zeroshot": ZEROSHOT_DATASETS, **micro_vlm.DATASETS}, ("zeroshot",), n_samples=100,
                  batch_size=64, load_classification=micro.load_classification, load_encoder=micro.load_encoder,
-                 train_data=lambda cfg, _root: micro.train_data(cfg), load_vlm_data=vlm.load_vlm_data,
-                 task_samples=vlm.SAMPLES, task_batch_size=vlm.BATCH)
+                 train_data=lambda cfg, _root: micro.train_data(cfg), load_vlm_data=micro_vlm.load_vlm_data,
+                 task_samples=micro_vlm.SAMPLES, task_batch_size=micro_vlm.BATCH)
 
 
 def _paper(family: str) -> Callable[..., Suite]:
     def make(**options) -> Suite:
-        from bench.paper.suite import build_named
-
         return build_named(family, **options)
 
     return make
@@ -46,6 +45,7 @@ SUITES.register("micro", _micro, "a generated world of shapes, colours and count
                 "a CPU in minutes (default)")
 for _family in FAMILIES.values():
     SUITES.register(_family.suite, _paper(_family.suite), _family.description)
+
 
 def get_suite(name: str, **options) -> Suite:
     """The suite ``name``; ``options`` (data_root, encoder_weights) configure where a paper suite finds things."""

@@ -28,6 +28,7 @@ from bench.core.config import safe_component
 from bench.core.datafile import DataFile
 from bench.core.errors import BenchError
 from bench.core.hub import hub_snapshot
+from tasks.zeroshot import ClassificationData
 
 IMAGE_SIZE = 224
 IMAGE_EXTENSIONS = ("webp", "png", "jpg", "jpeg")
@@ -380,8 +381,6 @@ def select(n_total: int, n_samples: int, seed: int) -> np.ndarray:
 
 
 def load_classification(dataset: str, n_samples: int, seed: int, data_root: Path | None = None):
-    from tasks.zeroshot import ClassificationData
-
     if dataset not in DATASETS:
         raise BenchError(f"unknown paper zero-shot dataset {dataset!r} (known: {', '.join(DATASETS)})")
     spec = DATASETS[dataset]

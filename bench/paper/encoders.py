@@ -23,7 +23,11 @@ from bench.core.errors import BenchError
 from bench.encoders import sources
 from bench.encoders.base import ClipEncoder
 from bench.encoders.bases import OpenClipBase
+from bench.encoders.registry import ENCODERS
 from bench.encoders.sources.train import Trained
+from bench.paper.train_data import train_data
+from bench.train.cache import obtain
+from bench.train.recipes import recipe
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,6 @@ PAPER_L14, PAPER_B32, PAPER_B32_OPENAI = FAMILIES["paper"], FAMILIES["paper-b32"
 def parse_weights_option(text: str) -> tuple[str, object]:
     """``NAME=SOURCE`` of ``--encoder-weights``: a registered name and any encoder source (a path, a URL,
     ``hf-hub:org/repo``, ``hf-hub:org/repo/file.pt`` or ``train``)."""
-    from bench.encoders.registry import ENCODERS
-
     name, sep, where = text.partition("=")
     if not sep or not name.strip() or not where.strip():
         raise BenchError(f"--encoder-weights takes NAME=PATH, NAME=URL, NAME=hf-hub:org/repo or NAME=train, "
@@ -150,10 +152,6 @@ def load_encoder(family: Family, spec, device: str, *, allow_training: bool = Tr
 
 
 def trained(family: Family, spec, base, ctx, train_overrides: dict | None = None) -> ClipEncoder:
-    from bench.paper.train_data import train_data
-    from bench.train.cache import obtain
-    from bench.train.recipes import recipe
-
     if base != family.base:
         raise BenchError(f"{spec.name}: the {family.suite} recipe fine-tunes {family.arch_label} {family.tag}, "
                          f"not {base.arch_label}")

@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from bench.core.errors import BenchError
+from bench.core.suite import Suite
 from bench.paper import datasets, encoders, vlm
 from bench.paper.train_data import train_data as paper_train_data
 
@@ -41,8 +42,6 @@ def weight_overrides(options: tuple[str, ...] | list[str] | None) -> dict[str, o
 
 
 def build(family: encoders.Family, *, data_root_option=None, encoder_weights=None):
-    from bench.core.suite import Suite
-
     root = data_root(data_root_option)
     weights = weight_overrides(encoder_weights)
 

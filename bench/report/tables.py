@@ -203,8 +203,7 @@ def _notes(head: pd.DataFrame, layout, attacks: tuple[str, ...] = ()) -> list[st
 
 def _method_notes(head: pd.DataFrame) -> list[str]:
     """What each robust encoder shown is, in the words of its training objective (e.g. which Sim-CLIP)."""
-    from bench.encoders.registry import method_label
-    from bench.train.objectives import OBJECTIVES
+    from bench.train.objectives import OBJECTIVES, method_label
 
     pairs = head[head["method"].astype(str).isin(OBJECTIVES.names())].drop_duplicates("encoder")
     return [f"{r.encoder}: {method_label(str(r.method))}" for r in pairs.itertuples()]
