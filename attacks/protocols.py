@@ -19,6 +19,7 @@ from attacks.base import AttackResult
 from attacks.losses import LOSSES, LossSpec, classification_objective
 from attacks.memory import BatchSplitter
 from attacks.pgd import pgd
+from bench.core.checkpoints import atomic_write_bytes, load_tensors, save_tensors
 from bench.core.errors import BenchError
 
 METHODS = ("apgd", "pgd")  # the algorithms a stage can run (``_attack``)
@@ -116,8 +117,6 @@ class ProtocolState:
     iterations: torch.Tensor | None = None  # per sample: iterations of the breaking stage (0 if none)
 
     def save(self, path: str | Path) -> None:
-        from bench.core.checkpoints import atomic_write_bytes, save_tensors
-
         path = Path(path)
         save_tensors(path.with_suffix(".safetensors"),
                      {"robust": self.robust.cpu(), "x_adv": self.x_adv.cpu(), "iterations": self.iterations.cpu()})
@@ -126,8 +125,6 @@ class ProtocolState:
 
     @classmethod
     def load(cls, path: str | Path) -> ProtocolState:
-        from bench.core.checkpoints import load_tensors
-
         path = Path(path)
         meta = json.loads(path.with_suffix(".json").read_text())
         t = load_tensors(path.with_suffix(".safetensors"))

@@ -9,8 +9,17 @@ import traceback
 from pathlib import Path
 
 from attacks.protocol_files import is_protocol_file
+from bench import check_command, runner
+from bench.core.eps import parse_eps
 from bench.core.errors import BenchError
+from bench.listing import listing
 from bench.options import split_list
+from bench.report import command as report_command
+from bench.report import table, to_markdown
+from bench.report.render import legend
+from bench.sharding import relaunch_with_torchrun
+from bench.sweep import command as sweep_command
+from bench.train import command as train_command
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -66,30 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="spread a grid of cells over many jobs (Slurm or this machine) through "
                        "submitit; done cells are skipped, killed or preempted jobs resume")
     _add_run_args(p)
-    from bench.sweep.command import add_status_arguments, add_sweep_arguments
-
-    add_sweep_arguments(p)
+    sweep_command.add_sweep_arguments(p)
 
     p = sub.add_parser("status", help="a sweep's cells (done, running, failed, missing) and its progress and ETA")
-    add_status_arguments(p)
+    sweep_command.add_status_arguments(p)
 
     p = sub.add_parser("report", help="tables (Markdown, CSV, LaTeX), plots and an HTML page from the stored "
                        "results; --run RUN_ID shows one result's provenance")
-    from bench.report.command import add_arguments as add_report_arguments
-
-    add_report_arguments(p)
+    report_command.add_arguments(p)
 
     p = sub.add_parser("check", help="regression check: re-run (or read) the cells of a baseline file and fail when "
                        "a number moved beyond the measured noise")
-    from bench.check_command import add_arguments as add_check_arguments
-
-    add_check_arguments(p)
+    check_command.add_arguments(p)
 
     p = sub.add_parser("train", help="adversarially fine-tune a robust encoder (FARE, TeCoA, Sim-CLIP) explicitly; "
                        "`bench run` also trains missing ones on demand")
-    from bench.train.command import add_arguments
-
-    add_arguments(p)
+    train_command.add_arguments(p)
 
     p = sub.add_parser("list", help="list encoders, attacks, tasks, suites, training objectives and encoder sources")
     p.add_argument("what", nargs="?", choices=["encoders", "attacks", "tasks", "suites", "objectives", "sources"],
@@ -99,10 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_request(args):
     """The ``RunRequest`` the selection flags of ``bench run`` (and ``bench sweep``) describe."""
-    from bench.core.eps import parse_eps
-    from bench.runner import RunRequest
-
-    return RunRequest(
+    return runner.RunRequest(
         suite=args.suite, encoders=split_list(args.encoder) or ("clip",), attack=attack_argument(args.attack),
         eps=tuple(parse_eps(e) for e in split_list(args.eps)), tasks=split_list(args.task),
         datasets=split_list(args.dataset), n_samples=args.n_samples, seed=args.seed, out=args.out,
@@ -120,11 +118,7 @@ def attack_argument(text: str) -> str:
 
 
 def cmd_run(args) -> int:
-    from bench.report import table, to_markdown
-    from bench.report.render import legend
-    from bench.runner import run
-
-    rows = run(run_request(args))
+    rows = runner.run(run_request(args))
     if args.plan or int(os.environ.get("RANK", "0")) != 0:
         return 0
     tab = table(rows, ci="wilson")  # n is small on a CPU: the interval is part of the number
@@ -135,40 +129,28 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from bench.report.command import run as run_report
-
-    return run_report(args)
+    return report_command.run(args)
 
 
 def cmd_check(args) -> int:
-    from bench.check_command import run as run_check
-
-    return run_check(args)
+    return check_command.run(args)
 
 
 def cmd_sweep(args) -> int:
-    from bench.sweep.command import run_sweep
-
-    return run_sweep(args, run_request(args))
+    return sweep_command.run_sweep(args, run_request(args))
 
 
 def cmd_status(args) -> int:
-    from bench.sweep.command import run_status
-
-    return run_status(args)
+    return sweep_command.run_status(args)
 
 
 def cmd_list(args) -> int:
-    from bench.listing import listing
-
     print(listing(args.what), end="")
     return 0
 
 
 def cmd_run_sharded(args, argv: list[str]) -> int:
     """``bench run --nproc N``: the same command under torchrun, each process with a share of the samples."""
-    from bench.sharding import relaunch_with_torchrun
-
     if args.nproc < 1:
         raise BenchError(f"--nproc must be at least 1, got {args.nproc}")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -177,9 +159,7 @@ def cmd_run_sharded(args, argv: list[str]) -> int:
 
 
 def cmd_train(args, argv: list[str]) -> int:
-    from bench.train.command import run
-
-    return run(args, argv)
+    return train_command.run(args, argv)
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "check": cmd_check, "list": cmd_list, "sweep": cmd_sweep,

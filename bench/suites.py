@@ -9,6 +9,7 @@ line, the API, the report, the check, the sweep) import it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
@@ -18,6 +19,7 @@ from bench.micro import vlm as micro_vlm
 from bench.micro.data import ZEROSHOT_DATASETS
 from bench.paper.encoders import FAMILIES
 from bench.paper.suite import build_named
+from tasks.registry import TASKS
 
 
 def _micro(**options) -> Suite:
@@ -49,4 +51,13 @@ for _family in FAMILIES.values():
 
 def get_suite(name: str, **options) -> Suite:
     """The suite ``name``; ``options`` (data_root, encoder_weights) configure where a paper suite finds things."""
-    return SUITES.get(name)(**options)
+    return with_declared_tasks(SUITES.get(name)(**options))
+
+
+def with_declared_tasks(suite: Suite) -> Suite:
+    """The suite with every registered task that declares datasets for it (a task class's
+    ``datasets = {suite name: (dataset, …)}``) and that it does not list itself: a new task is its own file."""
+    declared = {e.name: tuple(e.value.datasets[suite.name]) for e in TASKS
+                if isinstance(getattr(e.value, "datasets", None), dict) and suite.name in e.value.datasets
+                and e.name not in suite.tasks}
+    return replace(suite, tasks={**suite.tasks, **declared}) if declared else suite

@@ -1,7 +1,8 @@
 """Strength parity: on the same samples and seed, the native ``aa-custom`` leaves no more points robust than the
 reference AutoAttack (pyautoattack) — equal within one sample — and every point the reference breaks is broken
-natively too, or counted here (printed, and at most one). Checked on the micro CLIP and on a small adversarially
-trained model built in seconds."""
+natively too, or counted here (printed, and at most one). The reference must break some of the points the model
+classifies correctly clean: one that broke nothing would make any native result look at parity. Checked on the micro
+CLIP and on a small adversarially trained model built in seconds."""
 
 from __future__ import annotations
 
@@ -78,6 +79,8 @@ def compare(model, x, y, eps, reference: str = "autoattack", seed: int = 0):
 
 
 def assert_parity(native, ref, only_ref):
+    # parity means something only if the reference attack works: it must break points the model gets right clean
+    assert int(ref.robust.sum()) < int(ref.clean_correct.sum()), "the reference broke no point: nothing to compare"
     assert int(native.robust.sum()) <= int(ref.robust.sum()) + 1, "native leaves more points robust"
     assert len(only_ref) <= 1, f"the reference broke samples {only_ref} that the native attack did not"
 

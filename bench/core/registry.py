@@ -21,7 +21,9 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 from bench.core.errors import BenchError
@@ -93,8 +95,6 @@ class Registry(Generic[T]):
         self._loaded = True
 
     def _load_plugins(self) -> None:
-        from importlib.metadata import entry_points
-
         for ep in sorted(entry_points(group=self.plugin_group), key=lambda e: e.name):
             dist = getattr(ep.dist, "name", None) or ep.value
             self._origin = f"plugin {dist}"
@@ -111,6 +111,21 @@ class Registry(Generic[T]):
                       f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
             finally:
                 self._origin = "built-in"
+
+    @contextmanager
+    def temporarily(self, name: str, value: T, description: str) -> Iterator[T]:
+        """``value`` registered as ``name`` (in place of the entry of that name, if any) for the duration of a
+        ``with`` block, then the registry as it was: a test's stand-in, never a way to extend the benchmark."""
+        self._load()
+        previous = self._entries.get(name)
+        self._entries[name] = Entry(name, value, description, previous.aliases if previous else (), "temporary")
+        try:
+            yield value
+        finally:
+            if previous is None:
+                del self._entries[name]
+            else:
+                self._entries[name] = previous
 
     # --- reading -------------------------------------------------------------------------------------------------
     def canonical(self, name: str) -> str:

@@ -29,6 +29,11 @@ class MicroTrainData:
         self._images = np.empty((n_train, 3, size, size), dtype=np.uint8)  # pages are touched only when drawn
         self._labels = np.full(n_train, -1, dtype=np.int64)
 
+    @property
+    def drawn(self) -> int:
+        """How many scenes have been generated so far."""
+        return int((self._labels >= 0).sum())
+
     def _draw(self, indices: np.ndarray) -> None:
         missing = np.unique(indices[self._labels[indices] < 0])
         if len(missing):

@@ -23,6 +23,9 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import torchvision.datasets as tvd
+from PIL import Image
+from torchvision.transforms import CenterCrop, InterpolationMode, Resize
 
 from bench.core.config import safe_component
 from bench.core.datafile import DataFile
@@ -98,7 +101,8 @@ def templates_for(key: str) -> list[str]:
 
 @lru_cache(maxsize=1)
 def imagenet_wnids() -> list[str]:
-    from clip_benchmark.datasets.builder import all_imagenet_wordnet_ids  # slow import; folders only
+    # deferred: clip_benchmark's dataset builder takes a second to import; only folder sources need it
+    from clip_benchmark.datasets.builder import all_imagenet_wordnet_ids
 
     return list(all_imagenet_wordnet_ids)
 
@@ -300,8 +304,6 @@ class TorchvisionSource:
 
 
 def open_torchvision(root: Path, spec: ZeroShotSpec):
-    import torchvision.datasets as tvd
-
     cls = getattr(tvd, spec.torchvision)
     kwargs = {"split": "test"} if spec.torchvision == "STL10" else {"train": False}
     try:
@@ -311,12 +313,8 @@ def open_torchvision(root: Path, spec: ZeroShotSpec):
 
 
 def _pixels(blob: bytes, spec: ZeroShotSpec) -> np.ndarray:
-    from PIL import Image
-
     img = Image.open(io.BytesIO(blob)).convert("RGB")
     if not spec.native:
-        from torchvision.transforms import CenterCrop, InterpolationMode, Resize
-
         img = CenterCrop(IMAGE_SIZE)(Resize(IMAGE_SIZE, interpolation=InterpolationMode.BICUBIC)(img))
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
 
