@@ -42,7 +42,8 @@ from tasks.zeroshot_model import ZeroShotClassifier
             logits = ZeroShotClassifier.for_data(encoder, data)(to_float(data.images[rows], ctx.device))
         y = torch.as_tensor(data.labels[rows], device=logits.device)[:, None]
         margin = logits.gather(1, y)[:, 0] - logits.scatter(1, y, float("-inf")).amax(dim=1)
-        return [{{"sample_id": data.ids[r], "index": int(data.indices[r]), "margin": float(m)}} for r, m in zip(rows, margin)]
+        return [{{"sample_id": data.ids[r], "index": int(data.indices[r]), "margin": float(m)}}
+                for r, m in zip(rows, margin)]
 
     def metrics(self, records, attacked):
         return [Metric("margin", float(records["margin"].astype(float).mean()))]
