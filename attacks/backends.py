@@ -21,6 +21,8 @@ Which losses a library runs, and under which name, is part of each loss's spec (
 from __future__ import annotations
 
 import torch
+from pyautoattack import AutoAttack
+from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 
 from attacks.base import ball
 from attacks.losses import UNSUPPORTED
@@ -114,9 +116,6 @@ def _targets(stage: Stage, n_classes: int) -> int:
 
 
 def _autoattack(model, protocol: Protocol, eps: float, seed: int, n_classes: int, device):
-    from pyautoattack import AutoAttack
-    from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
-
     norm = LIBRARY_NORM[protocol.norm]
     names = [s.loss_spec.reference_name("autoattack") for s in protocol.stages]
     aa = AutoAttack(model, attacks=names, eps=eps, norm=norm, version="custom", seed=seed, device=device)
@@ -139,7 +138,7 @@ def _autoattack(model, protocol: Protocol, eps: float, seed: int, n_classes: int
 
 def _torchattacks(model, protocol: Protocol, eps: float, seed: int, n_classes: int, device):
     try:
-        import torchattacks
+        import torchattacks  # deferred: torchattacks, optional (not a declared dependency)
     except ImportError as exc:
         raise BenchError("--attack-backend torchattacks needs the torchattacks package: "
                          "pip install --no-deps 'torchattacks>=3.5' (its pin of requests~=2.25 "

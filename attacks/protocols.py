@@ -1,7 +1,8 @@
 """Evaluation protocols as data, and the engine that runs one on a classifier.
 
 A protocol is a sequence of stages; each stage attacks only the points still robust after the stages before it
-(AutoAttack's "robust flags"). Points the model already misclassifies are never attacked and never robust.
+(AutoAttack's "robust flags"). Points the model already misclassifies are never attacked and never robust. The
+presets are files (``attacks/presets/*.toml``, read by ``attacks.protocol_files``), and so is a user's protocol.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from attacks.base import AttackResult
 from attacks.losses import LOSSES, LossSpec, classification_objective
 from attacks.memory import BatchSplitter
 from attacks.pgd import pgd
+from bench.core.checkpoints import atomic_write_bytes, load_tensors, save_tensors
 from bench.core.errors import BenchError
+
+METHODS = ("apgd", "pgd")  # the algorithms a stage can run (``_attack``)
 
 
 @dataclass(frozen=True)
 class Stage:
-    method: str  # apgd | pgd
+    method: str  # one of METHODS
     loss: str  # a registered classification loss (attacks.losses.LOSSES): ce | dlr | dlr-targeted | …
     iterations: int
     restarts: int = 1
@@ -102,32 +106,6 @@ class Protocol(StagedProtocol):
         return " → ".join(s.label() for s in self.stages) or "clean"
 
 
-PROTOCOLS: dict[str, Protocol] = {
-    p.name: p
-    for p in (
-        Protocol("none", "clean accuracy only, no attack"),
-        Protocol("pgd-10", "ℓ∞ PGD, 10 steps of 2.5ε/10, random start",
-                 (Stage("pgd", "ce", 10),)),
-        Protocol("pgd-100", "ℓ∞ PGD, 100 steps of 2.5ε/100, random start",
-                 (Stage("pgd", "ce", 100),)),
-        # zhyblue424/TGA-ZSR (5f2b31c) TGA-ZSR.py l. 48-50 (100 steps of 1/255) and l. 421-424 with attacks.py
-        # l. 13-53: uniform random start in the ε-ball clamped to [0,1], 100 sign steps of 1/255 on the CE, no momentum,
-        # no early stop, the final iterate scored. The published TGA-ZSR, PMG-AFT, TeCoA, FARE and CLIP figures use it
-        # at ε = 1/255 (there the step equals ε).
-        Protocol("pgd-100-tga", "TGA-ZSR's evaluation PGD: ℓ∞, 100 sign steps of 1/255 on the CE, uniform random "
-                 "start, no momentum, the last iterate scored",
-                 (Stage("pgd", "ce", 100, step_size=1 / 255, last_iterate=True),)),
-        Protocol("apgd", "single APGD-CE run, 100 iterations, 1 restart",
-                 (Stage("apgd", "ce", 100),)),
-        Protocol("apgd-dlr", "single APGD-DLR run, 100 iterations, 1 restart",
-                 (Stage("apgd", "dlr", 100),)),
-        Protocol("aa-custom", "FARE's AutoAttack 'custom': APGD-CE 100 it × 5 restarts, then APGD-T 9 targets × "
-                 "100 it, each on the points still robust",
-                 (Stage("apgd", "ce", 100, restarts=5), Stage("apgd", "dlr-targeted", 100, targets=9))),
-    )
-}
-
-
 @dataclass
 class ProtocolState:
     """Robust flags after each completed stage; saved after every stage so a long run resumes where it stopped."""
@@ -139,8 +117,6 @@ class ProtocolState:
     iterations: torch.Tensor | None = None  # per sample: iterations of the breaking stage (0 if none)
 
     def save(self, path: str | Path) -> None:
-        from bench.core.checkpoints import atomic_write_bytes, save_tensors
-
         path = Path(path)
         save_tensors(path.with_suffix(".safetensors"),
                      {"robust": self.robust.cpu(), "x_adv": self.x_adv.cpu(), "iterations": self.iterations.cpu()})
@@ -149,8 +125,6 @@ class ProtocolState:
 
     @classmethod
     def load(cls, path: str | Path) -> ProtocolState:
-        from bench.core.checkpoints import load_tensors
-
         path = Path(path)
         meta = json.loads(path.with_suffix(".json").read_text())
         t = load_tensors(path.with_suffix(".safetensors"))

@@ -20,7 +20,9 @@ from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 import torch
+from pyautoattack.square import SquareAttack
 
+from attacks.backends import LIBRARY_NORM
 from attacks.protocols import Protocol, run_protocol
 
 PREFIX = "sanity:"  # result rows carry metric "sanity:<check>" with value 1.0 (passed) or 0.0 (failed)
@@ -72,9 +74,6 @@ def more_iterations(model, x, y, eps: float, protocol: Protocol, seeds: torch.Te
 
 def gradient_free(model, x, y, eps: float, protocol: Protocol, seed: int, config: SanityConfig) -> CheckResult:
     """``x``: points the gradient protocol left robust. Square, which never sees a gradient, must not break any."""
-    from pyautoattack.square import SquareAttack
-
-    from attacks.backends import LIBRARY_NORM
 
     square = SquareAttack(model, norm=LIBRARY_NORM[protocol.norm], n_queries=config.square_queries, eps=eps,
                           p_init=0.8, n_restarts=1, seed=seed, resc_schedule=True, device=x.device)

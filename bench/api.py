@@ -30,6 +30,9 @@ from torch import nn
 from bench.core.eps import parse_eps
 from bench.core.errors import BenchError
 from bench.encoders.base import EncoderMeta
+from bench.encoders.registry import ENCODERS, EncoderSpec
+from bench.runner import RunRequest, run
+from bench.suites import get_suite
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -116,8 +119,6 @@ class ModuleSource:
 
 def classnames(dataset: str, suite: str = "micro") -> list[str]:
     """The class names of a suite's zero-shot dataset, in the order class embeddings must follow."""
-    from bench.suites import get_suite
-
     return list(get_suite(suite).load_classification(dataset, 1, 0).classnames)
 
 
@@ -135,10 +136,6 @@ def evaluate(image_encoder: nn.Module, text_embeddings: torch.Tensor | Mapping[s
     (list of str → tokens) and ``text_model`` (tokens → (N, D)). ``method``/``train_eps`` ("4/255") label the rows
     when the model is a defence trained at a known ε.
     """
-    from bench.encoders.registry import ENCODERS, EncoderSpec
-    from bench.runner import RunRequest, run
-    from bench.suites import get_suite
-
     if not isinstance(image_encoder, nn.Module):
         raise BenchError(f"image_encoder must be a torch.nn.Module, got {type(image_encoder).__name__}")
     if not NAME.match(name):

@@ -35,10 +35,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.core.eps import parse_eps
 from bench.core.errors import BenchError, NeedsTraining
+from bench.encoders.registry import ENCODERS
 from bench.report.metrics import SANITY_PREFIX, headline_rows, style
+from bench.report.sanity import read_card
 from bench.report.select import CELL_KEY, with_checkpoint_columns
-from bench.store import ROW_COLUMNS, read_rows
+from bench.runner import RunRequest, run
+from bench.store import ROW_COLUMNS, card_checkpoint, read_rows
 
 DEFAULT_SIGMAS = 3.0
 NOISE_RATIO = 1.0
@@ -192,10 +196,6 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, sigmas: float = DEFAU
 
 def _requests(baseline: pd.DataFrame, out: Path, allow_training: bool, device: str, progress: bool):
     """The runs that recompute the baseline's cells: one per (suite, encoder, sample set, precision, attack)."""
-    from bench.core.eps import parse_eps
-    from bench.encoders.registry import ENCODERS
-    from bench.runner import RunRequest
-
     reqs = []
     for (suite, enc, seed, n, precision), group in baseline.groupby(
             ["suite", "encoder", "seed", "n_samples", "precision"], sort=False):
@@ -217,9 +217,6 @@ def rerun(baseline: pd.DataFrame, out: Path, *, allow_training: bool = False, de
           progress: bool = False) -> tuple[pd.DataFrame, dict[str, str]]:
     """Recompute every baseline cell into ``out`` (forced: a cached cell from older code would prove nothing).
     Returns the rows and, per encoder that could not run (untrained, training not allowed), the reason."""
-    from bench.encoders.registry import ENCODERS
-    from bench.runner import run
-
     frames = []
     skipped = {enc: f"{enc} is not a registered encoder, so a re-run cannot load it; run it yourself and check "
                "with --results DIR" for enc in dict.fromkeys(baseline["encoder"]) if enc not in ENCODERS}
@@ -236,9 +233,6 @@ def rerun(baseline: pd.DataFrame, out: Path, *, allow_training: bool = False, de
 def with_checkpoints(rows: pd.DataFrame, store_root: Path) -> pd.DataFrame:
     """``rows`` with their checkpoint columns, filled from the run cards where the rows predate them (a derived run,
     a cross-cell sanity check, has no checkpoint of its own and keeps "")."""
-    from bench.report.sanity import read_card
-    from bench.store import card_checkpoint
-
     out = with_checkpoint_columns(rows).copy()
     for i, run_id in out.loc[out["encoder_sha256"] == "", "run_id"].items():
         sha, source = card_checkpoint(read_card(store_root, run_id))

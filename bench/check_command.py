@@ -22,6 +22,7 @@ from bench.check import (
 from bench.core.errors import BenchError
 from bench.options import split_list as names
 from bench.report.metrics import style
+from bench.store import Store, writing
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,8 +70,6 @@ def _select(rows, args):
 
 def _current(selected, args) -> tuple:
     """(rows, {encoder: why it could not run}): read from --results, or ``selected`` re-computed."""
-    from bench.store import Store
-
     if args.results:
         if not (args.results / "runs").is_dir():
             raise BenchError(f"no results under {args.results} (expected {args.results / 'runs'})")
@@ -90,8 +89,6 @@ def _current(selected, args) -> tuple:
 
 def write_baseline(args) -> int:
     """Add or refresh cells: from --results (any encoder there) or by re-running the baseline's own cells."""
-    from bench.store import writing
-
     baseline = read_baseline(args.baseline) if args.baseline.is_file() else None
     if args.results is None and baseline is None:
         raise BenchError(f"{args.baseline} does not exist: make it from a results directory with --results DIR")

@@ -8,8 +8,18 @@ import sys
 import traceback
 from pathlib import Path
 
+from attacks.protocol_files import is_protocol_file
+from bench import check_command, runner
+from bench.core.eps import parse_eps
 from bench.core.errors import BenchError
+from bench.listing import listing
 from bench.options import split_list
+from bench.report import command as report_command
+from bench.report import table, to_markdown
+from bench.report.render import legend
+from bench.sharding import relaunch_with_torchrun
+from bench.sweep import command as sweep_command
+from bench.train import command as train_command
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -22,7 +32,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="what NAME=SOURCE towers go onto: micro, ARCH/TAG (ViT-B-32/openai) or ARCH/hf-hub:ORG/REPO "
                    "(default: the suite's base)")
     p.add_argument("--attack", default="apgd", metavar="NAME",
-                   help="attack protocol (default: apgd; `none` = clean only; see `bench list attacks`)")
+                   help="attack protocol (default: apgd; `none` = clean only; see `bench list attacks`), or a "
+                   "protocol file of your own (./my-protocol.toml; the schema of attacks/presets/*.toml)")
     p.add_argument("--eps", action="append", metavar="EPS",
                    help="ℓ∞ budget as a fraction of the pixel range, repeatable: 4/255 or 0.0157 (not 4)")
     p.add_argument("--task", action="append", metavar="NAME", help="task(s) (default: the suite's)")
@@ -64,30 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="spread a grid of cells over many jobs (Slurm or this machine) through "
                        "submitit; done cells are skipped, killed or preempted jobs resume")
     _add_run_args(p)
-    from bench.sweep.command import add_status_arguments, add_sweep_arguments
-
-    add_sweep_arguments(p)
+    sweep_command.add_sweep_arguments(p)
 
     p = sub.add_parser("status", help="a sweep's cells (done, running, failed, missing) and its progress and ETA")
-    add_status_arguments(p)
+    sweep_command.add_status_arguments(p)
 
     p = sub.add_parser("report", help="tables (Markdown, CSV, LaTeX), plots and an HTML page from the stored "
                        "results; --run RUN_ID shows one result's provenance")
-    from bench.report.command import add_arguments as add_report_arguments
-
-    add_report_arguments(p)
+    report_command.add_arguments(p)
 
     p = sub.add_parser("check", help="regression check: re-run (or read) the cells of a baseline file and fail when "
                        "a number moved beyond the measured noise")
-    from bench.check_command import add_arguments as add_check_arguments
-
-    add_check_arguments(p)
+    check_command.add_arguments(p)
 
     p = sub.add_parser("train", help="adversarially fine-tune a robust encoder (FARE, TeCoA, Sim-CLIP) explicitly; "
                        "`bench run` also trains missing ones on demand")
-    from bench.train.command import add_arguments
-
-    add_arguments(p)
+    train_command.add_arguments(p)
 
     p = sub.add_parser("list", help="list encoders, attacks, tasks, suites, training objectives and encoder sources")
     p.add_argument("what", nargs="?", choices=["encoders", "attacks", "tasks", "suites", "objectives", "sources"],
@@ -97,11 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_request(args):
     """The ``RunRequest`` the selection flags of ``bench run`` (and ``bench sweep``) describe."""
-    from bench.core.eps import parse_eps
-    from bench.runner import RunRequest
-
-    return RunRequest(
-        suite=args.suite, encoders=split_list(args.encoder) or ("clip",), attack=args.attack,
+    return runner.RunRequest(
+        suite=args.suite, encoders=split_list(args.encoder) or ("clip",), attack=attack_argument(args.attack),
         eps=tuple(parse_eps(e) for e in split_list(args.eps)), tasks=split_list(args.task),
         datasets=split_list(args.dataset), n_samples=args.n_samples, seed=args.seed, out=args.out,
         device=args.device, batch_size=args.batch_size, force=args.force, allow_training=not args.no_train,
@@ -111,12 +111,14 @@ def run_request(args):
     )
 
 
-def cmd_run(args) -> int:
-    from bench.report import table, to_markdown
-    from bench.report.render import legend
-    from bench.runner import run
+def attack_argument(text: str) -> str:
+    """``--attack`` as the request carries it: a protocol file by its absolute path (a sweep's jobs may start
+    elsewhere), a name as typed."""
+    return str(Path(text.strip()).expanduser().resolve()) if is_protocol_file(text) else text
 
-    rows = run(run_request(args))
+
+def cmd_run(args) -> int:
+    rows = runner.run(run_request(args))
     if args.plan or int(os.environ.get("RANK", "0")) != 0:
         return 0
     tab = table(rows, ci="wilson")  # n is small on a CPU: the interval is part of the number
@@ -127,40 +129,28 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from bench.report.command import run as run_report
-
-    return run_report(args)
+    return report_command.run(args)
 
 
 def cmd_check(args) -> int:
-    from bench.check_command import run as run_check
-
-    return run_check(args)
+    return check_command.run(args)
 
 
 def cmd_sweep(args) -> int:
-    from bench.sweep.command import run_sweep
-
-    return run_sweep(args, run_request(args))
+    return sweep_command.run_sweep(args, run_request(args))
 
 
 def cmd_status(args) -> int:
-    from bench.sweep.command import run_status
-
-    return run_status(args)
+    return sweep_command.run_status(args)
 
 
 def cmd_list(args) -> int:
-    from bench.listing import listing
-
     print(listing(args.what), end="")
     return 0
 
 
 def cmd_run_sharded(args, argv: list[str]) -> int:
     """``bench run --nproc N``: the same command under torchrun, each process with a share of the samples."""
-    from bench.sharding import relaunch_with_torchrun
-
     if args.nproc < 1:
         raise BenchError(f"--nproc must be at least 1, got {args.nproc}")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -169,9 +159,7 @@ def cmd_run_sharded(args, argv: list[str]) -> int:
 
 
 def cmd_train(args, argv: list[str]) -> int:
-    from bench.train.command import run
-
-    return run(args, argv)
+    return train_command.run(args, argv)
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "check": cmd_check, "list": cmd_list, "sweep": cmd_sweep,

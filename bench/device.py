@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from attacks.sanity import SanityConfig
 from bench.core.errors import BenchError
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
@@ -77,8 +79,6 @@ def _input_batch(encoder, n: int, device: torch.device) -> torch.Tensor:
 
 def flops_per_image(encoder, device: torch.device) -> tuple[float, float]:
     """(forward, forward + input-gradient backward) FLOPs of the image tower for one image, counted by torch."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     x = _input_batch(encoder, 1, device)
     with FlopCounterMode(display=False) as fwd:
         y = encoder(x)
@@ -143,8 +143,6 @@ class CellCost:
 def cell_cost(task, data, protocol, todo: int) -> CellCost:
     """The cost model of one cell with ``todo`` samples still to compute: what ``bench run --plan`` prints and what
     ``bench sweep`` packs by."""
-    from attacks.sanity import SanityConfig
-
     n_classes = len(getattr(data, "class_prompts", ())) or 2
     checks = sanity_passes(protocol, SanityConfig()) if hasattr(task, "sanity_checks") else 0.0
     return CellCost(todo, passes_per_sample(protocol, n_classes), checks)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from attacks.registry import ATTACKS
 from bench.core.registry import Entry, Registry
+from bench.encoders.registry import ENCODERS
+from bench.encoders.sources import SOURCES
+from bench.suites import SUITES
+from bench.train.objectives import OBJECTIVES
+from tasks.registry import TASKS
 
 
 def _lines(entries: list[tuple[str, str]]) -> list[str]:
@@ -16,8 +22,6 @@ def _plain(registry: Registry) -> list[tuple[str, str]]:
 
 def _encoders(registry: Registry) -> list[tuple[str, str]]:
     """The robust encoders of one objective share a line: ``fare1, fare2, fare4 (fare = fare4)``."""
-    from bench.train.objectives import OBJECTIVES
-
     groups: dict[str, list[Entry]] = {}
     for e in registry:
         method = getattr(e.value, "method", None)
@@ -40,13 +44,6 @@ def _plain_entries(entries: list[Entry]) -> list[tuple[str, str]]:
 
 
 def listing(what: str | None = None) -> str:
-    from attacks.registry import ATTACKS
-    from bench.encoders.registry import ENCODERS
-    from bench.encoders.sources import SOURCES
-    from bench.suites import SUITES
-    from bench.train.objectives import OBJECTIVES
-    from tasks.registry import TASKS
-
     kinds = {
         "encoders": ("encoders (fare{1,2,4} = fare1, fare2, fare4: the digit is the training ε in /255)", ENCODERS,
                      _encoders),

@@ -21,19 +21,20 @@ from tqdm import tqdm
 
 from attacks import ENGINE_VERSION
 from attacks.backends import check_backend, describe
-from attacks.registry import ATTACKS
+from attacks.registry import resolve_attack
 from attacks.sanity import SanityConfig, eps_sweeps
 from bench import device as dev
 from bench.core.config import CellConfig
 from bench.core.eps import Eps
 from bench.core.errors import BenchError, NeedsTraining
+from bench.core.provenance import git_sha, is_dirty, now_iso, versions
 from bench.core.suite import Suite
-from bench.encoders.registry import method_label
 from bench.encoders.resolve import resolve_encoders
 from bench.sharding import Shards
 from bench.sharding import init as init_shards
-from bench.store import Store, git_sha, is_dirty, now_iso, versions
+from bench.store import Store
 from bench.suites import get_suite
+from bench.train.objectives import method_label
 from tasks.base import EvalContext, Metric
 from tasks.registry import TASKS, protocol_for
 
@@ -100,7 +101,7 @@ def _validate(req: RunRequest, suite: Suite) -> tuple[list, list[str], list[str]
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise BenchError(f"unknown dataset {d!r}{hint} for task(s) {', '.join(tasks)} in the {suite.name} suite "
                              f"(known: {', '.join(sorted(known))})")
-    protocol = ATTACKS.get(req.attack)
+    protocol = resolve_attack(req.attack)
     for t in tasks:  # a classification protocol on a vision-language task, or the other way round, is refused
         protocol_for(TASKS.get(t), req.attack, req.backend)
     if protocol.stages and not req.eps:
@@ -126,8 +127,9 @@ def plan(req: RunRequest) -> tuple[Suite, list, list[tuple[str, str]], list[tupl
     suite = get_suite(req.suite, **suite_options(req))
     encoders, tasks, datasets = _validate(req, suite)
     pairs = [(t, d) for t in tasks for d in suite.tasks[t] if not datasets or d in datasets]
-    protocol = ATTACKS.get(req.attack)
-    budgets = [("none", CLEAN)] + ([(protocol.name, e) for e in sorted(set(req.eps)) if e.value > 0]
+    protocol = resolve_attack(req.attack)
+    # the attack as the request names it (a preset's name, or a protocol file each task resolves again)
+    budgets = [("none", CLEAN)] + ([(req.attack, e) for e in sorted(set(req.eps)) if e.value > 0]
                                    if protocol.stages else [])
     return suite, encoders, pairs, budgets
 

@@ -12,17 +12,12 @@ file, and a lock per run directory keeps two processes from computing the same r
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +26,7 @@ from filelock import FileLock, Timeout
 from bench.core.checkpoints import atomic_write_bytes
 from bench.core.config import CellConfig, safe_component
 from bench.core.errors import BenchError
+from bench.core.provenance import now_iso
 
 ROW_COLUMNS = [
     "run_id", "suite", "encoder", "method", "train_eps", "task", "dataset", "attack", "protocol", "eps", "eps_str",
@@ -45,48 +41,6 @@ TEXT_COLUMNS = "text_columns.json"
 # read as text whatever they look like (a metric named "0", a version string "1e5")
 STRING_COLUMNS = ["run_id", "suite", "encoder", "method", "train_eps", "task", "dataset", "attack", "protocol",
                   "eps_str", "precision", "metric", "git_sha", "versions", "started_at", *LATER_COLUMNS]
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@lru_cache(maxsize=1)
-def git_sha() -> str:
-    """The commit of the code that produced a result; with uncommitted changes, ``<sha>+dirty.<hash of the diff>``,
-    so two dirty states of one commit are told apart (a stored cell is reused only by the code that made it)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5,
-                             check=True).stdout.strip()
-        packages = ["--", "bench", "attacks", "tasks"]
-        digest = hashlib.sha256(subprocess.run(["git", "diff", "HEAD", *packages], cwd=root, capture_output=True,
-                                               timeout=10).stdout)
-        untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", *packages], cwd=root,
-                                   capture_output=True, text=True, timeout=10).stdout.split()
-        for name in sorted(untracked):  # a new module not yet added is a change too
-            digest.update(name.encode() + (root / name).read_bytes())
-        changed = digest.hexdigest() != hashlib.sha256(b"").hexdigest()
-        return sha + (f"+dirty.{digest.hexdigest()[:10]}" if changed else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"  # not a git checkout (an installed package): its version is in versions()
-
-
-def is_dirty(code_version: str) -> bool:
-    return "+dirty" in str(code_version)
-
-
-@lru_cache(maxsize=1)
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("clip-robust-bench", "torch", "open_clip_torch", "numpy", "pandas"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
 
 
 RESULTS_DIRECTORY = "results directory"

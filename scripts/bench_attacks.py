@@ -43,7 +43,7 @@ from bench.encoders.base import ClipEncoder
 from bench.encoders.registry import ENCODERS
 from bench.micro.encoders import load_micro_clip
 from bench.suites import get_suite
-from tasks.zeroshot import attack_seeds, to_float
+from tasks.base import attack_seeds, to_float
 from tasks.zeroshot_model import ZeroShotClassifier
 
 

@@ -1,11 +1,13 @@
 """What a task is: data for a (suite, dataset), a per-batch evaluation producing per-sample records, and the
-metrics computed from those records. The runner handles batching, storage, resume and progress."""
+metrics computed from those records. The runner handles batching, storage, resume and progress. The helpers every
+task shares live here, below all of them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -52,3 +54,13 @@ class Task(Protocol):
     def evaluate(self, encoder, data, rows: list[int], ctx: EvalContext) -> list[dict]: ...
 
     def metrics(self, records: pd.DataFrame, attacked: bool) -> list[Metric]: ...
+
+
+def attack_seeds(seed: int, indices) -> torch.Tensor:
+    """One seed per sample, from the run seed and the sample's index: batching never changes a random start."""
+    return torch.as_tensor([seed * 1_000_003 + int(i) for i in indices], dtype=torch.long)
+
+
+def to_float(images_u8: np.ndarray, device) -> torch.Tensor:
+    # a copy: the images may be a read-only memory map, which torch refuses to wrap
+    return torch.from_numpy(np.array(images_u8, dtype=np.uint8)).to(device).float().div_(255.0)

@@ -15,12 +15,11 @@ import numpy as np
 import pandas as pd
 
 from attacks.vlm import ensemble, single_apgd
-from tasks.base import Metric, nonfinite_metric
+from tasks.base import Metric, nonfinite_metric, to_float
 from tasks.metrics_caption import CaptionScorer, postprocess_caption
 from tasks.registry import register_task
 from tasks.vlm.base import CAPTION_PROMPT, MAX_NEW_TOKENS
 from tasks.vlm.task import VLMTask, mean_interval
-from tasks.zeroshot import to_float
 
 N_ATTACKED_REFERENCES = 5  # the ensemble attacks the first five references of each image
 CIDER_STOP = 0.10  # the ensemble leaves an image once its CIDEr < 10 (pycocoevalcap's scale: 0.10)
@@ -35,17 +34,6 @@ class CaptionData:
     references: list[list[str]]
     load_vlm: Callable = field(repr=False, compare=False)  # (encoder, device) -> the suite's VLM
     source: str = ""
-
-
-def load_micro(n_samples: int, seed: int, dataset: str = "micro-coco") -> CaptionData:
-    """``n_samples`` seeded micro test scenes with their five captions (four complete, one terse)."""
-    from bench.micro.data import generate_indices, select_indices
-    from tasks.vlm.micro import load_micro_vlm
-
-    indices = select_indices(n_samples, seed)
-    split = generate_indices("test", indices)
-    return CaptionData(dataset, indices, split.ids, split.images, [split.captions(i) for i in range(len(split))],
-                       load_micro_vlm, "micro world, test split")
 
 
 @register_task("captioning", "coco")

@@ -35,7 +35,7 @@ _TOKENIZED: dict[str, str] = {}
 
 def ptb_tokenize(texts: list[str]) -> list[str]:
     """PTB-tokenised, lower-cased texts without punctuation (pycocoevalcap's tokenizer), cached per text."""
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # deferred: pycocoevalcap, captioning only
 
     todo = sorted({t for t in texts if t not in _TOKENIZED})
     nonempty = [t for t in todo if t.strip()]
@@ -64,7 +64,7 @@ class CaptionScorer:
     """Scores candidate captions against the references of a fixed set of samples."""
 
     def __init__(self, references: dict[str, list[str]]):
-        from pycocoevalcap.cider.cider_scorer import cook_refs
+        from pycocoevalcap.cider.cider_scorer import cook_refs  # deferred: pycocoevalcap, captioning only
 
         if not references or any(not refs for refs in references.values()):
             raise ValueError("every sample needs at least one reference caption")
@@ -79,7 +79,7 @@ class CaptionScorer:
 
     def cider(self, candidates: dict[str, str]) -> dict[str, float]:
         """Per-sample CIDEr-D of ``candidates`` (a subset of the samples), idf from every sample's references."""
-        from pycocoevalcap.cider.cider_scorer import CiderScorer, cook_test
+        from pycocoevalcap.cider.cider_scorer import CiderScorer, cook_test  # deferred: pycocoevalcap
 
         unknown = set(candidates) - set(self.references)
         if unknown:
@@ -95,6 +95,7 @@ class CaptionScorer:
 
     def corpus(self, candidates: dict[str, str]) -> dict[str, float]:
         """BLEU-4, METEOR, ROUGE-L and CIDEr of one candidate per sample, over the whole set."""
+        # deferred: pycocoevalcap, captioning metrics only (its METEOR starts Java)
         from pycocoevalcap.bleu.bleu import Bleu
         from pycocoevalcap.cider.cider import Cider
         from pycocoevalcap.meteor.meteor import Meteor

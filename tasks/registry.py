@@ -7,7 +7,7 @@ here the first time it is read, so a new task is one new file. A plugin adds a t
 from __future__ import annotations
 
 from attacks.protocols import Protocol
-from attacks.registry import ATTACKS
+from attacks.registry import ATTACKS, resolve_attack
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
 
@@ -29,7 +29,7 @@ def protocol_for(task, attack: str, backend: str = "native"):
     (the vision-language tasks) resolves the name itself; the others take the classification presets only."""
     if hasattr(task, "protocol"):
         return task.protocol(attack, backend)
-    protocol = ATTACKS.get(attack)
+    protocol = resolve_attack(attack)
     if not isinstance(protocol, Protocol):
         takes = ", ".join(e.name for e in ATTACKS if isinstance(e.value, Protocol))
         raise BenchError(f"--attack {protocol.name} is a vision-language protocol; task {task.name} takes: {takes}")

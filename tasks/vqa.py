@@ -14,12 +14,11 @@ import numpy as np
 import pandas as pd
 
 from attacks.vlm import ensemble, single_apgd
-from tasks.base import Metric, nonfinite_metric
+from tasks.base import Metric, nonfinite_metric, to_float
 from tasks.metrics_vqa import most_common_answers, postprocess_answer, vqa_accuracy
 from tasks.registry import register_task
 from tasks.vlm.base import MAX_NEW_TOKENS, vqa_prompt
 from tasks.vlm.task import VLMTask, mean_interval
-from tasks.zeroshot import to_float
 
 N_ATTACKED_ANSWERS = 5
 TARGETED_ANSWERS = ("maybe", "Word")  # the ensemble's targeted runs, as in Schlarmann & Hein's evaluation
@@ -36,20 +35,6 @@ class VQAData:
     answers: list[tuple[str, ...]]  # ten annotator answers per question
     load_vlm: Callable = field(repr=False, compare=False)
     source: str = ""
-
-
-def load_micro(n_samples: int, seed: int, dataset: str = "micro-vqa") -> VQAData:
-    """One question per seeded micro test scene (which of its three questions: the scene index mod 3, so every
-    kind of question appears)."""
-    from bench.micro.data import generate_indices, select_indices
-    from tasks.vlm.micro import load_micro_vlm
-
-    indices = select_indices(n_samples, seed)
-    split = generate_indices("test", indices)
-    chosen = [split.questions(i)[int(idx) % 3] for i, idx in enumerate(indices)]
-    return VQAData(dataset, indices, [f"{sid}-q{int(idx) % 3}" for sid, idx in zip(split.ids, indices)],
-                   split.images, [q.question for q in chosen], [q.answers for q in chosen], load_micro_vlm,
-                   "micro world, test split")
 
 
 @register_task("vqa")

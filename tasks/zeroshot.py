@@ -11,7 +11,7 @@ import torch
 from attacks import sanity
 from attacks.backends import run_classification
 from bench.core.stats import wilson_interval
-from tasks.base import EvalContext, Metric
+from tasks.base import EvalContext, Metric, attack_seeds, to_float
 from tasks.registry import register_task
 from tasks.zeroshot_model import ZeroShotClassifier
 
@@ -28,16 +28,6 @@ class ClassificationData:
     classnames: list[str]
     class_prompts: list[list[str]]
     ensemble: str = "mean"  # how a class's prompts combine (tasks/zeroshot_model.py)
-
-
-def attack_seeds(seed: int, indices) -> torch.Tensor:
-    """One seed per sample, from the run seed and the sample's index: batching never changes a random start."""
-    return torch.as_tensor([seed * 1_000_003 + int(i) for i in indices], dtype=torch.long)
-
-
-def to_float(images_u8: np.ndarray, device) -> torch.Tensor:
-    # a copy: the images may be a read-only memory map, which torch refuses to wrap
-    return torch.from_numpy(np.array(images_u8, dtype=np.uint8)).to(device).float().div_(255.0)
 
 
 @register_task("zero-shot", "classification")

@@ -12,7 +12,8 @@ from attacks.apgd import apgd
 from attacks.backends import check_backend, describe, run_classification
 from attacks.losses import classification_objective
 from attacks.memory import BatchSplitter
-from attacks.protocols import PROTOCOLS, Protocol, Stage, run_protocol
+from attacks.protocols import Protocol, Stage, run_protocol
+from attacks.registry import PROTOCOLS
 from bench.cli import main
 from bench.core.errors import BenchError
 

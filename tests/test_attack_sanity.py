@@ -11,7 +11,8 @@ import torch
 from attack_fixtures import one_thread  # noqa: F401  (autouse fixture)
 from torch import nn
 
-from attacks.protocols import PROTOCOLS, run_protocol
+from attacks.protocols import run_protocol
+from attacks.registry import PROTOCOLS
 from attacks.sanity import SanityConfig, attack_checks, eps_monotone, eps_sweeps, more_iterations, robust_le_clean
 from bench.store import ROW_COLUMNS, Store
 

@@ -11,7 +11,8 @@ from attacks.apgd import apgd, checkpoint_schedule
 from attacks.base import L2Ball, LinfBall
 from attacks.losses import classification_objective, dlr, dlr_targeted
 from attacks.pgd import pgd
-from attacks.protocols import PROTOCOLS, ProtocolState, run_protocol
+from attacks.protocols import ProtocolState, run_protocol
+from attacks.registry import PROTOCOLS
 
 EPS = 8 / 255
 

@@ -11,8 +11,9 @@ import pytest
 from conftest import requires_real_data
 
 from bench.core.errors import BenchError
+from bench.paper import vlm as paper_vlm
 from tasks.metrics_caption import CaptionScorer, ptb_tokenize
-from tasks.vlm import coco, data
+from tasks.vlm import coco
 
 REFS = {
     "a": ["a red circle on the left.", "one red circle.", "a picture of a red circle on a dark background."],
@@ -114,23 +115,23 @@ def test_missing_paper_data_is_one_clear_line(monkeypatch, tmp_path):
     for var in ("BENCH_COCO_ANNOTATIONS", "BENCH_COCO_IMAGES", "BENCH_VQAV2_QUESTIONS", "BENCH_VQAV2_ANNOTATIONS"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(BenchError, match="COCO captions not found.*BENCH_COCO_ANNOTATIONS"):
-        data.load_paper("coco-captioning", "coco", 5, 0, data_root=tmp_path)
+        paper_vlm.load_vlm_data("coco-captioning", "coco", 5, 0, data_root=tmp_path)
     with pytest.raises(BenchError, match="VQAv2 not found.*--data-root"):
-        data.load_paper("vqav2", "vqav2", 5, 0, data_root=None)
+        paper_vlm.load_vlm_data("vqav2", "vqav2", 5, 0, data_root=None)
     monkeypatch.setenv("BENCH_COCO_ANNOTATIONS", str(tmp_path / "nope.json"))
     with pytest.raises(BenchError, match="COCO captions file not found: .*nope.json"):
-        data.load_paper("coco-captioning", "coco", 5, 0)
+        paper_vlm.load_vlm_data("coco-captioning", "coco", 5, 0)
 
 
 def test_paper_loader_from_environment(monkeypatch):
     root = requires_real_data("coco")
     monkeypatch.setenv("BENCH_COCO_ANNOTATIONS", str(root / "annotations" / "captions_val2017_mini.json"))
     monkeypatch.setenv("BENCH_COCO_IMAGES", str(root))
-    loaded = data.load_paper("coco-captioning", "coco", 4, seed=123)
+    loaded = paper_vlm.load_vlm_data("coco-captioning", "coco", 4, seed=123)
     # the protocol's selection: NumPy's legacy generator seeded with 42, whatever the run seed
     n = len(coco.read_captions(root / "annotations" / "captions_val2017_mini.json", root).ids)
     np.random.seed(42)
     assert list(loaded.indices) == sorted(np.random.choice(n, 4, replace=False))
     assert loaded.images.shape == (4, 3, 224, 224) and len(loaded.references) == 4
     with pytest.raises(BenchError, match="between 1 and"):
-        data.load_paper("coco-captioning", "coco", 10_000, 0)
+        paper_vlm.load_vlm_data("coco-captioning", "coco", 10_000, 0)

@@ -203,11 +203,9 @@ def test_loss_spec_contract(loss, classifier_batch):
             check_backend(backend, protocol)
 
 
-def test_a_new_loss_is_one_registration(monkeypatch, classifier_batch):
+def test_a_new_loss_is_one_registration(classifier_batch):
     """What a new loss module does — register a spec — is all the engine, the protocols, the cost estimate and the
     reference backends need (here a Carlini-Wagner margin, in no reference library)."""
-    from bench.core.registry import Entry
-
     model, x, y = classifier_batch
 
     def margin(logits, yy, target=None):
@@ -217,14 +215,14 @@ def test_a_new_loss_is_one_registration(monkeypatch, classifier_batch):
     from attacks.losses import LossSpec
 
     spec = LossSpec("cw-margin", "CW", "Carlini-Wagner margin", margin, min_classes=2)
-    LOSSES.names()  # discovery first, so the temporary entry is not mistaken for a clash
-    monkeypatch.setitem(LOSSES._entries, spec.name, Entry(spec.name, spec, spec.description))
     protocol = Protocol("cw", "test", (Stage("apgd", "cw-margin", 20),))
-    out = run_protocol(model, x, y, 8 / 255, protocol, torch.arange(len(x)))
-    assert out.attack_success.any() and protocol.summary() == "APGD-CW 20 it × 1 restart"
-    assert passes_per_sample(protocol, 5) == 20
-    with pytest.raises(BenchError, match="autoattack backend cannot run stage APGD-CW"):
-        check_backend("autoattack", protocol)
+    with LOSSES.temporarily(spec.name, spec, spec.description):
+        out = run_protocol(model, x, y, 8 / 255, protocol, torch.arange(len(x)))
+        assert out.attack_success.any() and protocol.summary() == "APGD-CW 20 it × 1 restart"
+        assert passes_per_sample(protocol, 5) == 20
+        with pytest.raises(BenchError, match="autoattack backend cannot run stage APGD-CW"):
+            check_backend("autoattack", protocol)
+    assert "cw-margin" not in LOSSES
 
 
 # ------------------------------------------------------------------------------------------------ encoders

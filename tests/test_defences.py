@@ -12,7 +12,7 @@ import torch
 
 from bench.core.errors import BenchError
 from bench.train.config import TrainConfig
-from bench.train.objectives import Batch, make_objective
+from bench.train.objectives import OBJECTIVES, Batch, make_objective
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -320,32 +320,37 @@ def test_paper_recipes_are_the_released_ones():
     assert recipe("paper", "pmg-aft", 1).hash != pmg.hash
 
 
-def test_supervised_and_distilling_methods_are_watched_by_spread_only(tmp_path, micro_clip):
-    from bench.train.data import MicroTrainData
-    from bench.train.loop import _setup
+@pytest.mark.parametrize("method", OBJECTIVES.names())
+def test_each_method_is_watched_as_it_means_to_train(tmp_path, micro_clip, method):
+    """A method that keeps the clean embedding near the original one is watched for drift from it; one that moves
+    away by design (supervised, distilling) by its spread only. A method reading class prompts gets the micro world's
+    160 scene classes; SGD runs with momentum 0.9."""
+    from bench.micro.train_data import MicroTrainData
+    from bench.train.loop import setup_run
 
-    data = MicroTrainData(16)
-    for method in ("pmg-aft", "tga-zsr", "agft"):
-        cfg = TrainConfig(method=method, eps_levels=1, suite="micro", steps=1, batch_size=4, lr=1e-4,
-                          weight_decay=0.0, warmup_steps=1, inner_steps=1, n_train=16, optimizer="sgd")
-        run = _setup(cfg, micro_clip, data, tmp_path / method, torch.device("cpu"))
-        assert run.monitor.min_cosine is None and run.monitor.drift_cosine is None
-        assert isinstance(run.opt, torch.optim.SGD) and run.opt.defaults["momentum"] == 0.9
-        assert run.classes is not None and run.classes.shape[0] == 160  # the micro world's class prompts
+    objective = OBJECTIVES.get(method)
+    cfg = TrainConfig(method=method, eps_levels=1, suite="micro", steps=1, batch_size=4, lr=1e-4,
+                      weight_decay=0.0, warmup_steps=1, inner_steps=1, n_train=16, optimizer="sgd")
+    run = setup_run(cfg, micro_clip, MicroTrainData(16), tmp_path / method, torch.device("cpu"))
+    watches_drift = run.monitor.min_cosine is not None and run.monitor.drift_cosine is not None
+    assert watches_drift == objective.keeps_original_embedding
+    assert isinstance(run.opt, torch.optim.SGD) and run.opt.defaults["momentum"] == 0.9
+    reads_text = objective.needs_labels or objective.needs_class_embeddings
+    assert (run.classes is not None and run.classes.shape[0] == 160) if reads_text else run.classes is None
 
 
-@pytest.mark.parametrize("method", ["pmg-aft", "tga-zsr", "agft"])
+@pytest.mark.parametrize("method", OBJECTIVES.names())
 def test_one_training_step_on_the_micro_clip(tmp_path, micro_clip, method):
     """A real step (inner PGD, outer loss, backward, optimiser) through the loop: finite, and it moves the tower."""
-    from bench.train.data import MicroTrainData
-    from bench.train.loop import _setup, _train_step
+    from bench.micro.train_data import MicroTrainData
+    from bench.train.loop import setup_run, train_step
 
     cfg = TrainConfig(method=method, eps_levels=1, suite="micro", steps=1, batch_size=4, lr=1e-3, weight_decay=0.0,
                       warmup_steps=1, inner_steps=2, n_train=16)
-    run = _setup(cfg, micro_clip, MicroTrainData(16), tmp_path, torch.device("cpu"))
+    run = setup_run(cfg, micro_clip, MicroTrainData(16), tmp_path, torch.device("cpu"))
     run.monitor.reference_spread = 0.08
     before = {k: v.clone() for k, v in run.student.visual.state_dict().items()}
-    row = _train_step(run, 0)
+    row = train_step(run, 0)
     assert all(math.isfinite(row[k]) for k in ("loss", "adv_loss", "cos_to_original", "spread", "grad_norm"))
     assert row["grad_norm"] > 0
     assert any(not torch.equal(before[k], v) for k, v in run.student.visual.state_dict().items())

@@ -1,10 +1,12 @@
-"""Property-based checks beyond test_registry_eps.py and test_vqa_metrics.py: every registry on arbitrary text,
+"""Property-based checks beyond test_registry_eps.py and test_vqa_metrics.py: every registry (all of them, found in
+the loaded modules: encoders, attacks, tasks, suites, losses, objectives, sources, bases) on arbitrary text,
 ε labels that re-parse to themselves, the result store's round trip with odd strings, and the VQA normaliser on
 arbitrary input."""
 
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,18 +15,31 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from attacks.registry import ATTACKS
+import bench.runner  # noqa: F401  (a name resolver: it imports every layer that registers names)
 from bench.core.config import CellConfig
 from bench.core.eps import parse_eps
 from bench.core.errors import BenchError
-from bench.encoders.registry import ENCODERS
+from bench.core.registry import Registry
 from bench.store import ROW_COLUMNS, Store
-from bench.suites import SUITES
 from tasks.metrics_vqa import normalize_answer
-from tasks.registry import TASKS
 
-REGISTRIES = [ENCODERS, ATTACKS, TASKS, SUITES]
+
+def every_registry() -> list[Registry]:
+    """Every registry of the package, found in its loaded modules, so that a new one is fuzzed without editing
+    this file."""
+    ours = [m for name, m in list(sys.modules.items()) if name.split(".")[0] in ("attacks", "bench", "tasks")]
+    found = {id(v): v for module in ours for v in list(vars(module).values()) if isinstance(v, Registry)}
+    return sorted(found.values(), key=lambda r: r.kind)
+
+
+REGISTRIES = every_registry()
 KNOWN = [(reg, key) for reg in REGISTRIES for e in reg for key in (e.name, *e.aliases)]
+
+
+def test_the_fuzzed_registries_are_all_of_them():
+    kinds = {r.kind for r in REGISTRIES}
+    assert {"attack", "base kind", "classification loss", "encoder", "encoder source", "suite", "task",
+            "training objective"} <= kinds, kinds
 
 
 @settings(max_examples=300)

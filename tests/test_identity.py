@@ -12,9 +12,8 @@ from attacks.registry import ATTACKS
 from bench.core.config import CellConfig
 from bench.core.eps import parse_eps
 from bench.core.errors import BenchError
-from bench.core.registry import Entry
+from bench.core.provenance import git_sha, versions
 from bench.runner import RunRequest, reuse_problem, run
-from bench.store import git_sha, versions
 
 
 def small_request(tmp_path, **kw) -> RunRequest:
@@ -37,13 +36,13 @@ def test_every_part_of_the_identity_changes_the_run_id():
 
 
 @pytest.mark.slow
-def test_editing_a_preset_never_reuses_its_cells(tmp_path, monkeypatch):
+def test_editing_a_preset_never_reuses_its_cells(tmp_path):
     first = run(small_request(tmp_path))
     preset = ATTACKS.get("apgd")
     stage = dataclasses.replace(preset.stages[0], iterations=20)
     edited = dataclasses.replace(preset, stages=(stage,))
-    monkeypatch.setitem(ATTACKS._entries, "apgd", Entry("apgd", edited, "apgd cut to 20 iterations"))
-    second = run(small_request(tmp_path))
+    with ATTACKS.temporarily("apgd", edited, "apgd cut to 20 iterations"):
+        second = run(small_request(tmp_path))
     assert attacked_run_ids(first).isdisjoint(attacked_run_ids(second))
     assert set(second[second["eps"] > 0]["steps"]) == {20}
     # the clean cell does not depend on the attack, so it is shared

@@ -113,7 +113,7 @@ def test_tinyimagenet_val_as_distributed_and_as_class_folders(tmp_path, offline,
 
 
 def test_tinyimagenet_training_set(tmp_path, monkeypatch):
-    from bench.train import data as train_data_module
+    from bench.paper import train_data as train_data_module
 
     root = tmp_path / "tiny-imagenet-200"
     for k, wnid in enumerate(TINY_WNIDS):

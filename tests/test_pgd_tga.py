@@ -7,7 +7,8 @@ import torch
 
 from attacks.base import sample_noise
 from attacks.losses import classification_objective
-from attacks.protocols import PROTOCOLS, Protocol, Stage, run_protocol
+from attacks.protocols import Protocol, Stage, run_protocol
+from attacks.registry import PROTOCOLS
 
 
 def ring_classifier(x: torch.Tensor) -> torch.Tensor:

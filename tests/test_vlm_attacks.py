@@ -8,12 +8,13 @@ import torch
 
 from attacks.vlm import VLMProtocol, VLMStage, run_vlm_protocol
 from bench.core.errors import BenchError
+from bench.micro import vlm as micro_vlm
 from bench.micro.encoders import load_micro_clip
-from tasks import captioning, targeted
+from tasks import targeted
+from tasks.base import attack_seeds
 from tasks.registry import TASKS, protocol_for
 from tasks.vlm.base import CAPTION_PROMPT
 from tasks.vlm.micro import load_micro_vlm
-from tasks.zeroshot import attack_seeds
 
 EPS = 8 / 255
 
@@ -25,7 +26,7 @@ def vlm():
 
 @pytest.fixture(scope="module")
 def data():
-    return captioning.load_micro(4, seed=2)
+    return micro_vlm.load_captions(4, seed=2)
 
 
 def caption_run(vlm, data, rows, protocol):
@@ -60,7 +61,7 @@ def test_ensemble_keeps_the_worst_caption_inside_the_ball(vlm, data):
 
 def test_targeted_success_means_the_string_is_in_the_output(vlm):
     target = "a picture of four pink crosses spread across the image."  # a caption no micro scene gets
-    data = targeted.with_targets(captioning.load_micro(2, seed=4), (target,))
+    data = targeted.with_targets(micro_vlm.load_captions(2, seed=4), (target,))
     task = TASKS.get("targeted")()
     # measured: at 16/255 both samples say the target after 244-265 iterations; at 4/255, 300 are not enough
     protocol = VLMProtocol("targeted", "test", (VLMStage("reference", 0, targeted=True, iterations=300,

@@ -10,12 +10,13 @@ import torch
 
 from bench.core.checkpoints import sha256_file
 from bench.core.errors import BenchError
+from bench.micro import vlm as micro_vlm
 from bench.micro.encoders import load_micro_clip
-from tasks import captioning, vqa
+from tasks import vqa
+from tasks.base import to_float
 from tasks.vlm.base import CAPTION_PROMPT, vqa_prompt
 from tasks.vlm.micro import CARD_PATH, CHECKPOINT_PATH, load_micro_vlm
 from tasks.vlm.vocab import WordTokenizer, build_vocabulary
-from tasks.zeroshot import to_float
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def vlm():
 
 @pytest.fixture(scope="module")
 def questions():
-    return vqa.load_micro(48, seed=5)
+    return micro_vlm.load_questions(48, seed=5)
 
 
 
@@ -43,7 +44,7 @@ def test_answers_are_right_on_fresh_scenes(vlm, questions):
 
 
 def test_captions_name_the_colour(vlm):
-    data = captioning.load_micro(12, seed=11)
+    data = micro_vlm.load_captions(12, seed=11)
     from bench.micro.data import generate_indices
 
     scenes = generate_indices("test", data.indices).scenes
@@ -95,7 +96,7 @@ def test_any_encoder_of_the_architecture_plugs_in(questions):
 
 
 def test_word_tokenizer_round_trip():
-    data = captioning.load_micro(5, seed=1)
+    data = micro_vlm.load_captions(5, seed=1)
     texts = [c for refs in data.references for c in refs]
     tok = WordTokenizer(build_vocabulary(texts))
     for t in texts:

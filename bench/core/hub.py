@@ -14,6 +14,15 @@ import urllib.request
 from pathlib import Path
 from urllib.error import URLError
 
+from huggingface_hub import hf_hub_download, snapshot_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+)
+
 from bench.core.checkpoints import atomic_path
 from bench.core.errors import BenchError
 
@@ -36,8 +45,6 @@ def fetch_hint(repo: str, repo_type: str = "model", filename: str | None = None)
 
 
 def _why(exc: Exception) -> str:
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
-
     if isinstance(exc, LocalEntryNotFoundError):
         return "not in the Hugging Face cache " + ("(HF_HUB_OFFLINE is set)" if offline() else "and the hub is "
                                                    "unreachable")
@@ -50,9 +57,6 @@ def _why(exc: Exception) -> str:
 
 def hub_file(repo: str, filenames: str | tuple[str, ...], repo_type: str = "model", what: str = "") -> Path:
     """The first of ``filenames`` that exists in ``repo``, from the cache or downloaded into it."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
-
     names = (filenames,) if isinstance(filenames, str) else tuple(filenames)
     last: Exception | None = None
     for name in names:
@@ -74,9 +78,6 @@ def hub_file(repo: str, filenames: str | tuple[str, ...], repo_type: str = "mode
 
 def hub_snapshot(repo: str, patterns: list[str], repo_type: str = "dataset", what: str = "") -> Path:
     """A local snapshot of the files of ``repo`` matching ``patterns`` (cached, or downloaded now)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError
-
     try:
         return Path(snapshot_download(repo, repo_type=repo_type, allow_patterns=patterns, cache_dir=hub_cache_dir(),
                                       local_files_only=offline()))

@@ -3,6 +3,9 @@ one-line descriptions, "did you mean" errors, and two ways to grow without editi
 
 - **built-in modules**: a registry names the packages whose modules register into it (``discover``); every module
   there is imported the first time the registry is read, so a new loss or objective is one new file;
+- **from above**: a package of a higher layer registers into a lower layer's registry when it is imported
+  (``extend``: the training objectives name the robust encoders, the micro suite registers its base), so that no
+  lower layer imports a higher one; whoever resolves names (the runner, the command line, the API) imports them;
 - **plugins**: installed distributions declare Python entry points in the group
   ``clip_robust_bench.<plugin_group>`` (as lm-evaluation-harness and pytest do). An entry point names either the
   value to register under the entry point's name, or a function that takes the registry and registers what it
@@ -18,7 +21,9 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 from bench.core.errors import BenchError
@@ -41,14 +46,14 @@ class Registry(Generic[T]):
                  populate: Callable[[Registry[T]], None] | None = None,
                  retired: dict[str, str] | None = None):
         """``discover``: packages whose modules register into this registry; ``plugin_group``: the entry point
-        group's suffix; ``populate``: a function run after discovery (e.g. derive names from another registry);
-        ``retired``: old names and the one-line message a user who types one gets instead of a lookup."""
+        group's suffix; ``populate``: a function run after discovery (more come through ``extend``); ``retired``:
+        old names and the one-line message a user who types one gets instead of a lookup."""
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
         self._discover = discover
         self.plugin_group = PLUGIN_PREFIX + plugin_group if plugin_group else None
-        self._populate = populate
+        self._populate = [populate] if populate is not None else []
         self._retired = dict(retired or {})
         self._loaded = not (discover or plugin_group or populate)
         self._loading = False
@@ -66,6 +71,14 @@ class Registry(Generic[T]):
             self._aliases[alias] = name
         return value
 
+    def extend(self, populate: Callable[[Registry[T]], None]) -> None:
+        """Have ``populate(self)`` register more entries: when the registry loads, or now if it has. A layer above
+        calls this when it is imported (it must never be imported by the layer that owns the registry)."""
+        if self._loaded:
+            populate(self)
+        else:
+            self._populate.append(populate)
+
     def _load(self) -> None:
         if self._loaded or self._loading:
             return
@@ -73,8 +86,8 @@ class Registry(Generic[T]):
         try:
             for package in self._discover:
                 import_submodules(package)
-            if self._populate is not None:
-                self._populate(self)
+            for populate in self._populate:
+                populate(self)
             if self.plugin_group:
                 self._load_plugins()
         finally:
@@ -82,8 +95,6 @@ class Registry(Generic[T]):
         self._loaded = True
 
     def _load_plugins(self) -> None:
-        from importlib.metadata import entry_points
-
         for ep in sorted(entry_points(group=self.plugin_group), key=lambda e: e.name):
             dist = getattr(ep.dist, "name", None) or ep.value
             self._origin = f"plugin {dist}"
@@ -100,6 +111,21 @@ class Registry(Generic[T]):
                       f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
             finally:
                 self._origin = "built-in"
+
+    @contextmanager
+    def temporarily(self, name: str, value: T, description: str) -> Iterator[T]:
+        """``value`` registered as ``name`` (in place of the entry of that name, if any) for the duration of a
+        ``with`` block, then the registry as it was: a test's stand-in, never a way to extend the benchmark."""
+        self._load()
+        previous = self._entries.get(name)
+        self._entries[name] = Entry(name, value, description, previous.aliases if previous else (), "temporary")
+        try:
+            yield value
+        finally:
+            if previous is None:
+                del self._entries[name]
+            else:
+                self._entries[name] = previous
 
     # --- reading -------------------------------------------------------------------------------------------------
     def canonical(self, name: str) -> str:

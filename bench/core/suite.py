@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bench.core.errors import BenchError
+
 
 @dataclass(frozen=True)
 class Suite:
@@ -27,3 +29,10 @@ class Suite:
 
     def samples_for(self, task: str) -> int:
         return self.task_samples.get(task, self.n_samples)
+
+
+def check_dataset(suite: str, task: str, dataset: str, known: dict[str, tuple[str, ...]]) -> None:
+    """Refuse a dataset the suite does not have for ``task`` (``known``: task -> its datasets), in one line."""
+    if dataset not in known.get(task, ()):
+        raise BenchError(f"unknown {suite} dataset {dataset!r} for task {task} (known: "
+                         f"{', '.join(known.get(task, ())) or 'none'})")

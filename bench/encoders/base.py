@@ -66,7 +66,8 @@ class ImageTower(nn.Module):
         if getattr(visual, "pool_type", None) != "tok" or visual.attn_pool is not None or visual.final_ln_after_pool:
             # the class token is the embedding only for CLIP's own pooling (ln_post on every token, then token 0)
             raise ValueError("with_tokens needs an open_clip ViT pooling by its class token after ln_post")
-        # open_clip VisionTransformer.forward, step by step, keeping the tokens (same modules, same order)
+        # open_clip VisionTransformer.forward, step by step, keeping the tokens (same modules, same order); its private
+        # _embeds and _pool are why pyproject.toml pins open_clip's minor version (tests/test_open_clip_internals.py)
         pooled, patches = visual._pool(visual.transformer(visual._embeds(self.prepare(x))))
         if visual.proj is not None:
             pooled, patches = pooled @ visual.proj, patches @ visual.proj

@@ -4,15 +4,19 @@ be the one the tower was fine-tuned against).
 Every suite has one (the micro suite its committed micro CLIP, a paper suite its open_clip model); ``--base``
 chooses another for the checkpoints named on the command line:
 
-    micro                       the committed micro CLIP
+    micro                       the committed micro CLIP (registered by the micro suite, ``bench.micro.encoders``)
     ARCH/TAG                    an open_clip built-in architecture with a pretrained tag (ViT-B-32/openai)
     ARCH/hf-hub:ORG/REPO        an open_clip built-in architecture with the whole-CLIP weights of a hub repository
 
-A base loads as a ``ClipEncoder`` named ``clip``; a source then swaps in its tower (``bench.encoders.sources``).
+Each spelling is a base *kind* in the registry ``BASES``: a class with ``kind``, ``order``, ``spelling`` (for
+messages), ``description`` and ``parse(text) -> base | None`` (claim a spelling or pass; asked in ``order``). A suite
+registers the kind of its own base from above when it is imported (``register_base``). A base loads as a
+``ClipEncoder`` named ``clip``; a source then swaps in its tower (``bench.encoders.sources``).
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ import open_clip
 from bench.core.checkpoints import sha256_file
 from bench.core.errors import BenchError
 from bench.core.hub import hub_file
+from bench.core.registry import Registry
 from bench.encoders.base import ClipEncoder, EncoderMeta
 from bench.encoders.openclip import (
     WEIGHT_FILES,
@@ -48,9 +53,16 @@ class Base(Protocol):
     def load(self, device: str) -> ClipEncoder: ...  # the base CLIP, named "clip"
 
 
-def builtin_architecture(arch: str, model_cfg: dict | None = None) -> dict:
-    import copy
+BASES: Registry[type] = Registry("base kind")
 
+
+def register_base(cls: type) -> type:
+    """Class decorator: register a base kind under its ``kind`` name."""
+    BASES.register(cls.kind, cls, cls.description)
+    return cls
+
+
+def builtin_architecture(arch: str, model_cfg: dict | None = None) -> dict:
     cfg = copy.deepcopy(model_cfg) if model_cfg is not None else open_clip.get_model_config(arch)
     if cfg is None:
         close = difflib.get_close_matches(arch, open_clip.list_models(), n=3, cutoff=0.6)
@@ -60,9 +72,15 @@ def builtin_architecture(arch: str, model_cfg: dict | None = None) -> dict:
     return cfg
 
 
+@register_base
 @dataclass(frozen=True)
 class OpenClipBase:
     """An open_clip built-in architecture with the weights its pretrained ``tag`` names on the hub."""
+
+    kind = "open_clip"
+    order = 10
+    spelling = "ARCH/TAG (e.g. ViT-B-32/openai)"
+    description = "ARCH/TAG — an open_clip built-in architecture with a pretrained tag (ViT-B-32/openai)"
 
     arch: str
     tag: str
@@ -75,6 +93,19 @@ class OpenClipBase:
 
     def architecture(self) -> dict:
         return builtin_architecture(self.arch, self.model_cfg)
+
+    @classmethod
+    def parse(cls, text: str) -> OpenClipBase | None:
+        arch, sep, tag = text.partition("/")
+        if not sep or not arch or not tag or tag.startswith("hf-hub:"):  # hf-hub: is HubClipBase's
+            return None
+        builtin_architecture(arch)  # an unknown architecture is refused here, with suggestions
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        if tag not in tags:
+            raise BenchError(f"--base {text!r}: open_clip has no pretrained tag {tag!r} for {arch} "
+                             f"(it has: {', '.join(tags) or 'none'})")
+        default = open_clip.get_model_config(arch).get("quick_gelu", False)
+        return cls(arch, tag, bool(open_clip.get_pretrained_cfg(arch, tag).get("quick_gelu", default)))
 
     def location(self) -> tuple[str, tuple[str, ...], dict]:
         """(hub repo, candidate weight files, preprocess config) of the weights, from open_clip's registry."""
@@ -89,13 +120,30 @@ class OpenClipBase:
         return _load_whole(self, repo, files, pre, f"base model {self.arch} {self.tag}", device)
 
 
+@register_base
 @dataclass(frozen=True)
 class HubClipBase:
     """An open_clip built-in architecture with the whole-CLIP weights of a hub repository."""
 
+    kind = "hub"
+    order = 20
+    spelling = "ARCH/hf-hub:ORG/REPO"
+    description = "ARCH/hf-hub:ORG/REPO — an open_clip built-in architecture with a hub repository's whole-CLIP weights"
+
     arch: str
     repo: str
     quick_gelu: bool
+
+    @classmethod
+    def parse(cls, text: str) -> HubClipBase | None:
+        arch, sep, where = text.partition("/")
+        if not sep or not arch or not where.startswith("hf-hub:"):
+            return None
+        builtin_architecture(arch)
+        repo = where[len("hf-hub:"):].strip("/")
+        if len(repo.split("/")) != 2:
+            raise BenchError(f"--base {text!r}: expected ARCH/hf-hub:ORG/REPO (a whole open_clip CLIP)")
+        return cls(arch, repo, bool(open_clip.get_model_config(arch).get("quick_gelu", False)))
 
     @property
     def arch_label(self) -> str:
@@ -122,25 +170,12 @@ def _load_whole(base, repo: str, files: tuple[str, ...], pre: dict, what: str, d
 
 
 def parse_base(text: str) -> Base:
-    """A base from its spelling (see the module docstring); a bad one is a one-line error."""
+    """A base from its spelling: the first kind (in ``order``) that claims it; a bad one is a one-line error."""
     raw = text.strip()
-    if raw == "micro":
-        from bench.micro.encoders import MICRO_BASE
-
-        return MICRO_BASE
-    arch, sep, where = raw.partition("/")
-    if not sep or not arch or not where:
-        raise BenchError(f"--base {text!r}: expected micro, ARCH/TAG (e.g. ViT-B-32/openai) or ARCH/hf-hub:ORG/REPO")
-    cfg = open_clip.get_model_config(arch)
-    builtin_architecture(arch)  # an unknown architecture is refused here, with suggestions
-    if where.startswith("hf-hub:"):
-        repo = where[len("hf-hub:"):].strip("/")
-        if len(repo.split("/")) != 2:
-            raise BenchError(f"--base {text!r}: expected ARCH/hf-hub:ORG/REPO (a whole open_clip CLIP)")
-        return HubClipBase(arch, repo, bool(cfg.get("quick_gelu", False)))
-    tags = open_clip.list_pretrained_tags_by_model(arch)
-    if where not in tags:
-        raise BenchError(f"--base {text!r}: open_clip has no pretrained tag {where!r} for {arch} "
-                         f"(it has: {', '.join(tags) or 'none'})")
-    quick = open_clip.get_pretrained_cfg(arch, where).get("quick_gelu", cfg.get("quick_gelu", False))
-    return OpenClipBase(arch, where, bool(quick))
+    kinds = sorted(BASES, key=lambda e: (getattr(e.value, "order", 50), e.name))
+    for entry in kinds:
+        base = entry.value.parse(raw)
+        if base is not None:
+            return base
+    raise BenchError(f"--base {text!r}: expected {', '.join(e.value.spelling for e in kinds[:-1])} or "
+                     f"{kinds[-1].value.spelling}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import open_clip
 import torch
+from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
 from bench.core.checkpoints import load_tensors, sha256_file
 from bench.core.errors import BenchError
@@ -84,8 +85,6 @@ def hub_model_config(repo: str, what: str) -> tuple[dict, dict]:
 def shape_fields(model_cfg: dict, what: str) -> dict:
     """The architecture a config describes, with open_clip's defaults filled in (so that two spellings of the same
     model compare equal); the activation is not part of it."""
-    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
-
     try:
         vision = asdict(CLIPVisionCfg(**model_cfg["vision_cfg"]))
         text = asdict(CLIPTextCfg(**model_cfg["text_cfg"]))

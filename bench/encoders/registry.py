@@ -2,10 +2,11 @@
 
 ``clip`` is the undefended original. Every registered training objective (``bench.train.objectives``, plugins
 included) gives the robust encoders ``{method}{k}``, fine-tuned at ε = k/255 for k in ``TRAIN_EPS_LEVELS``, with
-``{method}`` an alias of ``{method}4``. Encoder plugins (entry point group ``clip_robust_bench.encoders``) add
-names of their own: the entry point names an ``EncoderSpec`` whose ``source`` says where its weights are (see
-``bench.encoders.sources``). Names typed on the command line that the registry does not hold (``hf-hub:ORG/REPO``,
-``NAME=SOURCE``) are resolved by ``bench.encoders.resolve``.
+``{method}`` an alias of ``{method}4``: the objectives register those names here when they are imported (training is
+a layer above the encoders), so whoever resolves names imports them first (``bench.suites`` does). Encoder plugins
+(entry point group ``clip_robust_bench.encoders``) add names of their own: the entry point names an ``EncoderSpec``
+whose ``source`` says where its weights are (see ``bench.encoders.sources``). Names typed on the command line that
+the registry does not hold (``hf-hub:ORG/REPO``, ``NAME=SOURCE``) are resolved by ``bench.encoders.resolve``.
 """
 
 from __future__ import annotations
@@ -48,26 +49,7 @@ RETIRED = {
 }
 
 
-def _robust_encoders(registry: Registry[EncoderSpec]) -> None:
-    from bench.train.objectives import OBJECTIVES
-
-    for objective in sorted(OBJECTIVES, key=lambda e: (e.value.order, e.name)):
-        for k in TRAIN_EPS_LEVELS:
-            name = f"{objective.name}{k}"
-            registry.register(name, EncoderSpec(name, objective.name, Fraction(k, 255)),
-                              f"{objective.value.description}; fine-tuned at ε = {k}/255",
-                              aliases=(objective.name,) if k == DEFAULT_EPS_LEVEL else ())
-
-
-ENCODERS: Registry[EncoderSpec] = Registry("encoder", populate=_robust_encoders, plugin_group="encoders",
-                                           retired=RETIRED)
+# the robust names are registered from above, by bench.train.objectives when it is imported
+ENCODERS: Registry[EncoderSpec] = Registry("encoder", plugin_group="encoders", retired=RETIRED)
 ENCODERS.register("clip", EncoderSpec("clip", "clip", None), "the undefended original CLIP image encoder")
 
-
-def method_label(method: str) -> str:
-    """What rows and cards call a method ("CLIP", "FARE", "Sim-CLIP, paper objective (…)", …)."""
-    if method == "clip":
-        return "CLIP (undefended)"
-    from bench.train.objectives import OBJECTIVES
-
-    return OBJECTIVES.get(method).label if method in OBJECTIVES else method

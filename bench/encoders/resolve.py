@@ -17,6 +17,7 @@ import sys
 from dataclasses import replace
 
 from bench.core.errors import BenchError
+from bench.encoders.bases import parse_base
 from bench.encoders.registry import ENCODERS, EncoderSpec
 from bench.encoders.sources import parse_source
 from bench.encoders.sources.hub_model import EXTERNAL, HubModel
@@ -87,8 +88,6 @@ def resolve_encoders(values, base: str | None = None) -> list[EncoderSpec]:
     """Every ``--encoder`` value resolved, duplicates dropped (order kept); ``base`` is checked here too, so a bad
     ``--base`` is refused before anything loads."""
     if base:
-        from bench.encoders.bases import parse_base
-
         parse_base(base)
     specs = [resolve_encoder(v, base) for v in values]
     seen, out = set(), []

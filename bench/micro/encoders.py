@@ -7,6 +7,7 @@ import json
 from bench.core.checkpoints import load_tensors
 from bench.core.errors import BenchError
 from bench.encoders.base import ClipEncoder, EncoderMeta
+from bench.encoders.bases import register_base
 from bench.micro.model import CARD_PATH, CHECKPOINT_PATH, build_model, load_config, tokenizer, unpack_state_dict
 
 ARCH = "micro-vit-4x128-p8-64px"
@@ -30,12 +31,21 @@ def load_micro_clip(device: str = "cpu") -> ClipEncoder:
     return ClipEncoder(model, tokenizer(cfg), pre["mean"], pre["std"], meta).to(device)
 
 
+@register_base
 class MicroBase:
     """The committed micro CLIP as a base (``--base micro``; the micro suite's own): towers of the micro
     architecture, such as the ``visual.safetensors`` that ``bench train --out`` writes, go onto it."""
 
+    kind = "micro"
+    order = 0
+    spelling = "micro"
+    description = "micro — the committed micro CLIP"
     arch = ARCH
     quick_gelu = False
+
+    @classmethod
+    def parse(cls, text: str) -> MicroBase | None:
+        return MICRO_BASE if text == "micro" else None
 
     @property
     def arch_label(self) -> str:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import torch
+
 from bench.core.errors import BenchError
+from bench.encoders import sources
+from bench.encoders.sources.train import Trained
 from bench.micro import language
 from bench.micro.data import ZEROSHOT_DATASETS, generate_indices, select_indices
+from bench.micro.encoders import MICRO_BASE
+from bench.micro.train_data import MicroTrainData
+from bench.train.cache import obtain
+from bench.train.recipes import recipe
+from tasks.zeroshot import ClassificationData
 
 
 def load_classification(dataset: str, n_samples: int, seed: int):
-    from tasks.zeroshot import ClassificationData
-
     if dataset not in ZEROSHOT_DATASETS:
         raise BenchError(f"unknown micro zero-shot dataset {dataset!r} (known: {', '.join(ZEROSHOT_DATASETS)})")
     indices = select_indices(n_samples, seed)
@@ -24,16 +31,7 @@ def load_encoder(spec, device: str, allow_training: bool = True, progress: bool 
     on demand, and cached. A spec with a source of its own (``NAME=tower.safetensors``, ``hf-hub:ORG/REPO``, a
     plugin's) loads from it, onto the micro CLIP unless it names another base. ``overrides``: training-recipe
     fields."""
-    from bench.encoders import sources
-    from bench.encoders.sources.train import Trained
-    from bench.micro.encoders import MICRO_BASE
-
     def train(spec, base, ctx):
-        import torch
-
-        from bench.train.cache import obtain
-        from bench.train.recipes import recipe
-
         if base != MICRO_BASE:
             raise BenchError(f"{spec.name}: the micro recipe fine-tunes the committed micro CLIP, not {base}")
         cfg = recipe("micro", spec.method, round(spec.train_eps * 255))
@@ -48,6 +46,4 @@ def load_encoder(spec, device: str, allow_training: bool = True, progress: bool 
 
 
 def train_data(cfg):
-    from bench.train.data import MicroTrainData
-
     return MicroTrainData(cfg.n_train)

@@ -21,10 +21,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from bench.core.checkpoints import atomic_write_bytes, save_tensors
+from bench.encoders.base import ClipEncoder, EncoderMeta
 from bench.micro import language
 from bench.micro.data import ZEROSHOT_DATASETS, generate
 from bench.micro.model import ASSETS, build_model, load_config, pack_state_dict, tokenizer
 from bench.micro.world import COLOURS, COUNTS, SHAPES
+from tasks.zeroshot_model import ZeroShotClassifier
 
 
 def parse_args(argv=None):
@@ -103,9 +105,6 @@ def as_float(images_u8: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def zeroshot_accuracy(model, tok, mean, std, n_eval: int, batch: int = 500) -> dict[str, float]:
-    from bench.encoders.base import ClipEncoder, EncoderMeta
-    from tasks.zeroshot_model import ZeroShotClassifier
-
     encoder = ClipEncoder(model, tok, mean, std, EncoderMeta("micro-clip", "micro", "clip", None, "training"))
     test = generate("test", n_eval)
     out = {}

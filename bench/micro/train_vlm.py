@@ -26,10 +26,15 @@ from tqdm import tqdm
 
 from bench.core.checkpoints import atomic_write_bytes, save_tensors
 from bench.micro.data import generate
+from bench.micro.encoders import load_micro_clip
+from bench.micro.vlm import load_captions as micro_captions
+from bench.micro.vlm import load_questions as micro_questions
+from tasks.base import to_float
+from tasks.captioning import clean_scores as caption_scores
 from tasks.vlm.base import CAPTION_PROMPT, IGNORE, vqa_prompt
 from tasks.vlm.micro import ASSETS, MicroDecoder, MicroVLM, MicroVLMConfig
 from tasks.vlm.vocab import WordTokenizer, build_vocabulary
-from tasks.zeroshot import to_float
+from tasks.vqa import clean_scores as vqa_scores
 
 EXTRA_WORDS = ("maybe", "word")  # the VQA ensemble attack's targeted answers ("maybe", "Word"), never trained
 
@@ -109,12 +114,6 @@ def lr_at(step: int, total: int, base: float, warmup_frac: float) -> float:
 
 def evaluate(decoder: MicroDecoder, n_eval: int, seed: int = 0) -> dict[str, float]:
     """Clean CIDEr and VQA accuracy with the committed micro CLIP, on the tasks' own micro selections."""
-    from bench.micro.encoders import load_micro_clip
-    from tasks.captioning import clean_scores as caption_scores
-    from tasks.captioning import load_micro as micro_captions
-    from tasks.vqa import clean_scores as vqa_scores
-    from tasks.vqa import load_micro as micro_questions
-
     vlm = MicroVLM(load_micro_clip(), decoder)
     cider = caption_scores(vlm, micro_captions(n_eval, seed))
     vqa = vqa_scores(vlm, micro_questions(n_eval, seed))
@@ -125,7 +124,6 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    from bench.micro.encoders import load_micro_clip
 
     started = time.time()
     train = generate("train", args.n_train)

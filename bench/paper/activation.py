@@ -19,6 +19,10 @@ import open_clip
 import torch
 
 from bench.core.errors import BenchError
+from bench.core.hub import hub_file
+from bench.encoders.openclip import WEIGHT_FILES, build_clip, hub_model_config, whole_clip_state
+from bench.encoders.sources.hub_model import HubModel
+from bench.paper.encoders import FAMILIES
 
 PROMPTS = ("a photo of a dog.", "a blurry photo of a truck.", "an origami airplane.", "a sketch of a lighthouse.",
            "a close-up photo of a tabby cat.", "satellite imagery of a river.")
@@ -48,8 +52,6 @@ def check_activation(model_cfg: dict, state: dict[str, torch.Tensor], reference:
                      device: str = "cpu", tolerance: float = 1e-3) -> ActivationVerdict:
     """Build the candidate (``model_cfg`` + ``state``) with each activation and compare its text embeddings of a few
     prompts with those of ``reference`` (the base model, built with its known activation)."""
-    from bench.encoders.openclip import build_clip
-
     ref_state = reference.state_dict()
     keys = text_keys(ref_state)
     equal = all(k in state and state[k].shape == ref_state[k].shape
@@ -71,10 +73,6 @@ def check_activation(model_cfg: dict, state: dict[str, torch.Tensor], reference:
 
 def verify_family(family, device: str = "cpu") -> list[tuple[str, str, bool | None]]:
     """Check every whole-CLIP hub checkpoint of ``family`` against its base; (name, summary, verdict) per name."""
-    from bench.core.hub import hub_file
-    from bench.encoders.openclip import WEIGHT_FILES, hub_model_config, whole_clip_state
-    from bench.encoders.sources.hub_model import HubModel
-
     base = family.base.load("cpu")
     tokenizer = base.tokenizer
     out = []
@@ -89,8 +87,6 @@ def verify_family(family, device: str = "cpu") -> list[tuple[str, str, bool | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.paper.encoders import FAMILIES
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--suite", default="paper", choices=sorted(FAMILIES))
     p.add_argument("--device", default="cpu")

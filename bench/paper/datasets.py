@@ -23,10 +23,15 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import torchvision.datasets as tvd
+from PIL import Image
+from torchvision.transforms import CenterCrop, InterpolationMode, Resize
 
 from bench.core.config import safe_component
+from bench.core.datafile import DataFile
 from bench.core.errors import BenchError
 from bench.core.hub import hub_snapshot
+from tasks.zeroshot import ClassificationData
 
 IMAGE_SIZE = 224
 IMAGE_EXTENSIONS = ("webp", "png", "jpg", "jpeg")
@@ -35,6 +40,8 @@ HUB_ORG = "clip-benchmark"
 
 @dataclass(frozen=True)
 class ZeroShotSpec:
+    """One zero-shot dataset of the paper suites (an entry of ``datasets.toml``)."""
+
     name: str
     wds: str | None  # the CLIP_benchmark webdataset: hf-hub:clip-benchmark/wds_<wds>; None: there is none
     benchmark_key: str  # its key in clip-benchmark's classnames / templates data
@@ -49,38 +56,31 @@ class ZeroShotSpec:
         return f"{HUB_ORG}/wds_{self.wds}"
 
 
-# FARE's table order (CLIP_benchmark/benchmark/datasets.txt of RobustVLM, plus ImageNet)
-DATASETS: dict[str, ZeroShotSpec] = {s.name: s for s in (
-    ZeroShotSpec("cifar10", "vtab-cifar10", "cifar10", native=True, torchvision="CIFAR10"),
-    ZeroShotSpec("cifar100", "vtab-cifar100", "cifar100", native=True, torchvision="CIFAR100"),
-    ZeroShotSpec("stl10", "stl10", "stl10", native=True, torchvision="STL10"),
-    ZeroShotSpec("cars", "cars", "cars"),
-    ZeroShotSpec("caltech101", "vtab-caltech101", "caltech101"),
-    ZeroShotSpec("pets", "vtab-pets", "pets"),
-    ZeroShotSpec("flowers", "vtab-flowers", "flowers"),
-    ZeroShotSpec("dtd", "vtab-dtd", "dtd"),
-    ZeroShotSpec("eurosat", "vtab-eurosat", "eurosat"),
-    ZeroShotSpec("fgvc_aircraft", "fgvc_aircraft", "fgvc_aircraft"),
-    ZeroShotSpec("pcam", "vtab-pcam", "pcam"),
-    ZeroShotSpec("imagenet-r", "imagenet-r", "imagenet-r", folder="imagenet-r", n_classes=200),
-    ZeroShotSpec("imagenet-sketch", "imagenet_sketch", "imagenet_sketch", folder="imagenet-sketch"),
-    ZeroShotSpec("imagenet", "imagenet1k", "imagenet1k", folder="imagenet/val"),
-    # in the TGA-ZSR table (below), not in FARE's: CLIP_benchmark has webdatasets of Food-101 and SUN397 (class
-    # names in the webdataset, prompts in the package) but none of Caltech-256 or TinyImageNet, which are read from
-    # local copies (class names from the folders / ImageNet's WordNet ids, ImageNet's 80 prompts)
-    ZeroShotSpec("food101", "food101", "food101"),
-    ZeroShotSpec("sun397", "sun397", "sun397"),
-    ZeroShotSpec("caltech256", None, "caltech256", named_folder="caltech256/256_ObjectCategories", n_classes=257),
-    ZeroShotSpec("tinyimagenet", None, "tinyimagenet", folder="tiny-imagenet-200/val", n_classes=200),
-)}
-FARE_DATASETS = ("cifar10", "cifar100", "stl10", "cars", "caltech101", "pets", "flowers", "dtd", "eurosat",
-                 "fgvc_aircraft", "pcam", "imagenet-r", "imagenet-sketch", "imagenet")
+CATALOGUE = Path(__file__).resolve().parent / "datasets.toml"
+
+
+def read_catalogue(path: Path = CATALOGUE) -> tuple[dict[str, ZeroShotSpec], dict[str, tuple[str, ...]]]:
+    """(datasets by name, dataset tables by name) of a catalogue file (``datasets.toml``: its schema is there)."""
+    data = DataFile(path, "paper datasets")
+    raw = data.load()
+    data.check(set(raw) <= {"datasets", "tables"}, "", f"unknown section(s) {sorted(set(raw) - {'datasets', 'tables'})}"
+               " (known: datasets, tables)")
+    specs = {}
+    for name, table in raw.get("datasets", {}).items():
+        specs[name] = ZeroShotSpec(data.name(name, f"datasets.{name}"),
+                                   **data.table(table, f"datasets.{name}", ZeroShotSpec, skip=("name",)))
+    tables = {}
+    for name, names in raw.get("tables", {}).items():
+        tables[name] = data.typed(names, f"tables.{name}", "tuple[str, ...]")
+        unknown = [d for d in tables[name] if d not in specs]
+        data.check(not unknown, f"tables.{name}", f"{unknown[0] if unknown else ''!r} is not in [datasets]")
+    return specs, tables
+
+
+DATASETS, TABLES = read_catalogue()
+FARE_DATASETS = TABLES["fare"]
 THIRTEEN = FARE_DATASETS[:-1]  # the FARE protocol's 13-dataset mean (ImageNet excluded)
-# zhyblue424/TGA-ZSR (5f2b31c) TGA-ZSR.py l. 205-206, the 16 datasets its README table averages, in its order:
-# tinyImageNet, cifar10, cifar100, STL10, Food101, oxfordpet, flowers102, dtd, EuroSAT, fgvc_aircraft, Caltech101,
-# Caltech256, StanfordCars, PCAM, ImageNet, SUN397
-TGA_ZSR_DATASETS = ("tinyimagenet", "cifar10", "cifar100", "stl10", "food101", "pets", "flowers", "dtd", "eurosat",
-                    "fgvc_aircraft", "caltech101", "caltech256", "cars", "pcam", "imagenet", "sun397")
+TGA_ZSR_DATASETS = TABLES["tga-zsr"]
 
 
 @lru_cache(maxsize=2)
@@ -101,7 +101,8 @@ def templates_for(key: str) -> list[str]:
 
 @lru_cache(maxsize=1)
 def imagenet_wnids() -> list[str]:
-    from clip_benchmark.datasets.builder import all_imagenet_wordnet_ids  # slow import; folders only
+    # deferred: clip_benchmark's dataset builder takes a second to import; only folder sources need it
+    from clip_benchmark.datasets.builder import all_imagenet_wordnet_ids
 
     return list(all_imagenet_wordnet_ids)
 
@@ -303,8 +304,6 @@ class TorchvisionSource:
 
 
 def open_torchvision(root: Path, spec: ZeroShotSpec):
-    import torchvision.datasets as tvd
-
     cls = getattr(tvd, spec.torchvision)
     kwargs = {"split": "test"} if spec.torchvision == "STL10" else {"train": False}
     try:
@@ -314,12 +313,8 @@ def open_torchvision(root: Path, spec: ZeroShotSpec):
 
 
 def _pixels(blob: bytes, spec: ZeroShotSpec) -> np.ndarray:
-    from PIL import Image
-
     img = Image.open(io.BytesIO(blob)).convert("RGB")
     if not spec.native:
-        from torchvision.transforms import CenterCrop, InterpolationMode, Resize
-
         img = CenterCrop(IMAGE_SIZE)(Resize(IMAGE_SIZE, interpolation=InterpolationMode.BICUBIC)(img))
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
 
@@ -384,8 +379,6 @@ def select(n_total: int, n_samples: int, seed: int) -> np.ndarray:
 
 
 def load_classification(dataset: str, n_samples: int, seed: int, data_root: Path | None = None):
-    from tasks.zeroshot import ClassificationData
-
     if dataset not in DATASETS:
         raise BenchError(f"unknown paper zero-shot dataset {dataset!r} (known: {', '.join(DATASETS)})")
     spec = DATASETS[dataset]

@@ -1,4 +1,4 @@
-"""The paper suite's encoders, from their public homes, as data: where each checkpoint lives.
+"""The paper suite's encoders, from their public homes, as data (``suites.toml``): where each checkpoint lives.
 
 A *family* is one base model plus the robust checkpoints published for it, each named by its encoder source
 (``bench.encoders.sources``): whole-CLIP open_clip repositories (``HubModel``) load as they are; image-tower files
@@ -14,21 +14,27 @@ otherwise. ``bench.paper.activation`` checks the pin against the real weights on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
+from bench.core.datafile import DataFile
 from bench.core.errors import BenchError
 from bench.encoders import sources
 from bench.encoders.base import ClipEncoder
 from bench.encoders.bases import OpenClipBase
-from bench.encoders.sources.hub_model import HubModel
-from bench.encoders.sources.hub_tower import HubTower
+from bench.encoders.registry import ENCODERS
 from bench.encoders.sources.train import Trained
-from bench.encoders.sources.url import UrlTower
+from bench.paper.train_data import train_data
+from bench.train.cache import obtain
+from bench.train.recipes import recipe
 
 
 @dataclass(frozen=True)
 class Family:
+    """One paper suite: its base model, the checkpoints published for it and what it runs (a table of
+    ``suites.toml``, whose schema is there)."""
+
     suite: str
     arch: str  # open_clip built-in config of the base model
     tag: str  # open_clip pretrained tag whose ``hf_hub`` entry holds the base weights
@@ -36,6 +42,9 @@ class Family:
     sources: dict[str, object] = field(default_factory=dict)  # encoder name → its source (bench.encoders.sources)
     recipe_suite: str | None = None  # training recipe for names without a published checkpoint
     model_cfg: dict | None = None  # replaces the built-in architecture (tests use tiny models)
+    description: str = ""  # one line for `bench list suites`
+    zeroshot: str = "fare"  # its zero-shot table (``datasets.toml``)
+    vlm: bool = False  # whether it runs the vision-language tasks (LLaVA-1.5 reads ViT-L/14 patch tokens)
 
     @property
     def base(self) -> OpenClipBase:
@@ -53,50 +62,56 @@ class Family:
         return self.base.location()
 
 
-PAPER_L14 = Family(
-    suite="paper", arch="ViT-L-14", tag="openai", quick_gelu=True,
-    sources={
-        "fare2": HubModel("chs20/fare2-clip"), "fare4": HubModel("chs20/fare4-clip"),
-        "tecoa2": HubModel("chs20/tecoa2-clip"), "tecoa4": HubModel("chs20/tecoa4-clip"),
-        "simclip2": HubTower("hossainzarif19/SimCLIP/simclip2.pt"),
-        "simclip4": HubTower("hossainzarif19/SimCLIP/simclip4.pt"),
-    },
-    recipe_suite="paper",
-)
+@dataclass(frozen=True)
+class FamilyEntry:
+    """The schema of one table of ``suites.toml`` (besides its ``checkpoints``)."""
 
-# The base-sized models of FARE's follow-up, fine-tuned from the LAION-2B ViT-B/32 (GELU); only ε = 4/255 is
-# published, on the hub.
-PAPER_B32 = Family(
-    suite="paper-b32", arch="ViT-B-32", tag="laion2b_s34b_b79k", quick_gelu=False,
-    sources={"fare4": HubModel("chs20/FARE4-ViT-B-32-laion2B-s34B-b79K"),
-             "tecoa4": HubModel("chs20/TeCoA4-ViT-B-32-laion2B-s34B-b79K")},
-)
+    description: str
+    arch: str
+    tag: str
+    quick_gelu: bool
+    zeroshot: str
+    vlm: bool = False
+    trains: bool = False
+    checkpoints_from: str | None = None
 
-# FARE's OpenAI ViT-B/32 image towers (ε = 1/255 and 4/255 are published) are plain downloads from the authors'
-# university cloud, listed in the RobustVLM README (l. 259-262); cached under $BENCH_CACHE/downloads.
-_NC = "https://nc.mlcloud.uni-tuebingen.de/index.php/s"
-PAPER_B32_OPENAI = Family(
-    suite="paper-b32-openai", arch="ViT-B-32", tag="openai", quick_gelu=True,
-    sources={"fare1": UrlTower(f"{_NC}/cCgQAS8QW9arj9d/download/vitb32_fare_eps_1.pt"),
-             "tecoa1": UrlTower(f"{_NC}/LHgi84RskrtYCiX/download/vitb32_tecoa_eps_1.pt"),
-             "fare4": UrlTower(f"{_NC}/3nMxBKEwbWnDymT/download/vitb32_fare_eps_4.pt"),
-             "tecoa4": UrlTower(f"{_NC}/RiWGQzBrqYNCaDk/download/vitb32_tecoa_eps_4.pt")},
-)
 
-# The zero-shot table of TGA-ZSR (its README, 16 datasets, ε = 1/255) and PMG-AFT: the OpenAI ViT-B/32 these papers
-# and AGFT fine-tune, FARE's published ε = 1/255 and 4/255 towers for it, and every other robust encoder (PMG-AFT,
-# TGA-ZSR, AGFT, …) trained with its paper recipe (cached under this suite's name: another base model).
-PAPER_ZSR = Family(suite="paper-zsr", arch="ViT-B-32", tag="openai", quick_gelu=True,
-                   sources=dict(PAPER_B32_OPENAI.sources), recipe_suite="paper-zsr")
+CATALOGUE = Path(__file__).resolve().parent / "suites.toml"
 
-FAMILIES = {f.suite: f for f in (PAPER_L14, PAPER_B32, PAPER_B32_OPENAI, PAPER_ZSR)}
+
+def read_families(path: Path = CATALOGUE) -> dict[str, Family]:
+    """The paper suites a catalogue file defines, by name."""
+    data = DataFile(path, "paper suites")
+    out: dict[str, Family] = {}
+    for name, raw in data.load().items():
+        data.name(name, name)
+        entry = FamilyEntry(**data.table(raw, name, FamilyEntry, skip=("checkpoints",)))
+        shared = entry.checkpoints_from
+        data.check(shared is None or shared in out, f"{name}.checkpoints_from", f"{shared!r} is not a suite defined "
+                   "above it")
+        checkpoints = dict(out[shared].sources) if shared else {}
+        given = raw.get("checkpoints", {})
+        data.check(isinstance(given, dict), f"{name}.checkpoints", "expected a table of NAME = SOURCE")
+        for encoder, spelling in given.items():
+            field_name = f"{name}.checkpoints.{encoder}"
+            encoder, text = data.name(encoder, field_name), data.typed(spelling, field_name, "str")
+            try:
+                checkpoints[encoder] = sources.parse_source(text, field_name)
+            except BenchError as exc:  # its message names the field already
+                raise data.error("", str(exc)) from exc
+        out[name] = Family(name, entry.arch, entry.tag, entry.quick_gelu, checkpoints,
+                           recipe_suite=name if entry.trains else None, description=entry.description,
+                           zeroshot=entry.zeroshot, vlm=entry.vlm)
+    return out
+
+
+FAMILIES = read_families()
+PAPER_L14, PAPER_B32, PAPER_B32_OPENAI = FAMILIES["paper"], FAMILIES["paper-b32"], FAMILIES["paper-b32-openai"]
 
 
 def parse_weights_option(text: str) -> tuple[str, object]:
     """``NAME=SOURCE`` of ``--encoder-weights``: a registered name and any encoder source (a path, a URL,
     ``hf-hub:org/repo``, ``hf-hub:org/repo/file.pt`` or ``train``)."""
-    from bench.encoders.registry import ENCODERS
-
     name, sep, where = text.partition("=")
     if not sep or not name.strip() or not where.strip():
         raise BenchError(f"--encoder-weights takes NAME=PATH, NAME=URL, NAME=hf-hub:org/repo or NAME=train, "
@@ -137,10 +152,6 @@ def load_encoder(family: Family, spec, device: str, *, allow_training: bool = Tr
 
 
 def trained(family: Family, spec, base, ctx, train_overrides: dict | None = None) -> ClipEncoder:
-    from bench.train.cache import obtain
-    from bench.train.data import train_data
-    from bench.train.recipes import recipe
-
     if base != family.base:
         raise BenchError(f"{spec.name}: the {family.suite} recipe fine-tunes {family.arch_label} {family.tag}, "
                          f"not {base.arch_label}")

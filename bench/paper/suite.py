@@ -2,8 +2,7 @@
 the FARE zero-shot protocol's datasets. Run options (--data-root, --encoder-weights) are bound when the suite is
 built, so the runner's code path stays the one every suite uses.
 
-Other tasks add their datasets to ``TASK_DATASETS`` (and their loaders to the ``Suite``) without touching the
-zero-shot ones.
+Each suite's base, published checkpoints and zero-shot table are data (``suites.toml``, ``datasets.toml``).
 """
 
 from __future__ import annotations
@@ -13,11 +12,10 @@ from functools import partial
 from pathlib import Path
 
 from bench.core.errors import BenchError
-from bench.paper import datasets, encoders
+from bench.core.suite import Suite
+from bench.paper import datasets, encoders, vlm
+from bench.paper.train_data import train_data as paper_train_data
 
-TASK_DATASETS: dict[str, tuple[str, ...]] = {"zeroshot": datasets.FARE_DATASETS}
-# a suite whose zero-shot table is another paper's
-ZEROSHOT_DATASETS: dict[str, tuple[str, ...]] = {"paper-zsr": datasets.TGA_ZSR_DATASETS}
 DEFAULT_TASKS = ("zeroshot",)
 N_SAMPLES = 1000  # per dataset, as in the protocol
 BATCH_SIZE = 50  # FARE's attack batch; on a GPU the runner lowers it to what fits in memory
@@ -44,8 +42,6 @@ def weight_overrides(options: tuple[str, ...] | list[str] | None) -> dict[str, o
 
 
 def build(family: encoders.Family, *, data_root_option=None, encoder_weights=None):
-    from bench.core.suite import Suite
-
     root = data_root(data_root_option)
     weights = weight_overrides(encoder_weights)
 
@@ -55,20 +51,16 @@ def build(family: encoders.Family, *, data_root_option=None, encoder_weights=Non
                                      overrides=weights, train_overrides=overrides)
 
     def train_data(cfg, imagenet_root):
-        from bench.train.data import train_data as imagenet_train_data
+        return paper_train_data(cfg.suite, cfg.n_train, imagenet_root, cfg.seed, cfg.train_set)
 
-        return imagenet_train_data(cfg.suite, cfg.n_train, imagenet_root, cfg.seed, cfg.train_set)
-
-    from tasks.vlm import data as vlm_data
-
-    tasks = {**TASK_DATASETS, "zeroshot": ZEROSHOT_DATASETS.get(family.suite, TASK_DATASETS["zeroshot"])}
-    if family.arch == "ViT-L-14":  # LLaVA-1.5's projector reads ViT-L/14 patch tokens
-        tasks.update(vlm_data.PAPER_DATASETS)
+    tasks = {"zeroshot": datasets.TABLES[family.zeroshot]}
+    if family.vlm:
+        tasks.update(vlm.DATASETS)
     return Suite(family.suite, tasks, DEFAULT_TASKS, n_samples=N_SAMPLES, batch_size=BATCH_SIZE,
                  load_classification=partial(datasets.load_classification, data_root=root),
                  load_encoder=load_encoder, train_data=train_data,
-                 load_vlm_data=partial(vlm_data.load_paper, data_root=root), task_samples=vlm_data.PAPER_SAMPLES,
-                 task_batch_size=vlm_data.PAPER_BATCH)
+                 load_vlm_data=partial(vlm.load_vlm_data, data_root=root), task_samples=vlm.SAMPLES,
+                 task_batch_size=vlm.BATCH)
 
 
 def build_named(name: str, data_root=None, encoder_weights=None):

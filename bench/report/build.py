@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.core.hub import cache_root
 from bench.report.html import Figure, build_html, gallery_images
 from bench.report.plots import plot_dataset_bars, plot_metric_vs_eps, plot_tradeoff
 from bench.report.render import legend, to_latex, to_markdown, write_csv
@@ -27,6 +28,7 @@ from bench.report.training import (
     plot_training_curves,
     training_summary,
 )
+from bench.store import Store, writing
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,6 @@ def markdown_report(tab: ReportTable) -> str:
 
 
 def write_report(req: ReportRequest) -> tuple[ReportTable, list[Path]]:
-    from bench.core.hub import cache_root
-    from bench.store import Store, writing
-
     tab = build_table(Store(req.store).rows(), req.filters, req.ci, req.store)
     out = req.report_dir
     written = [out / "table.md", out / "table.tex"]

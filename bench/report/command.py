@@ -6,6 +6,10 @@ import argparse
 from pathlib import Path
 
 from bench.options import split_list as names
+from bench.report.build import ReportRequest, markdown_report, write_report
+from bench.report.metrics import parse_metric_overrides
+from bench.report.runcard import describe_run
+from bench.report.select import Filters
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,11 +41,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from bench.report.build import ReportRequest, markdown_report, write_report
-    from bench.report.metrics import parse_metric_overrides
-    from bench.report.runcard import describe_run
-    from bench.report.select import Filters
-
     if args.run:
         print(describe_run(args.out, args.run))
         return 0

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.errors import BenchError
+from tasks.registry import TASKS
 
 SANITY_PREFIX = "sanity:"
 AUXILIARY = {"clean_accuracy", "nonfinite_samples"}  # stored beside the headline, never a table's metric
@@ -56,8 +57,6 @@ def style(metric: str) -> MetricStyle:
 
 
 def _registered_headline(task: str) -> str | None:
-    from tasks.registry import TASKS
-
     try:
         return getattr(TASKS.get(task), "headline_metric", None)
     except BenchError:

@@ -12,6 +12,7 @@ MARKERS = "o^sDvP*X"
 
 
 def pyplot():
+    # deferred: matplotlib (pyplot takes seconds to import; only a report with plots needs it)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from attacks import ENGINE_VERSION
+from attacks.registry import ATTACKS
 from bench.core.errors import BenchError
+from bench.encoders.registry import ENCODERS
+from tasks.registry import TASKS
 
 CLEAN_LABEL = "clean"
 # one result cell; a later run of the same cell replaces an earlier one. An encoder is its name *and* its checkpoint:
@@ -51,10 +55,6 @@ def _canonical(names: Iterable[str], registry) -> set[str]:
 
 
 def apply_filters(rows: pd.DataFrame, f: Filters) -> pd.DataFrame:
-    from attacks.registry import ATTACKS
-    from bench.encoders.registry import ENCODERS
-    from tasks.registry import TASKS
-
     if f.suites:
         rows = rows[rows["suite"].isin(f.suites)]
     if f.tasks:
@@ -73,8 +73,6 @@ def apply_filters(rows: pd.DataFrame, f: Filters) -> pd.DataFrame:
 
 
 def selected_engine(f: Filters) -> str:
-    from attacks import ENGINE_VERSION
-
     return f.engine_version or ENGINE_VERSION
 
 
@@ -170,8 +168,6 @@ def single_suite(rows: pd.DataFrame) -> str:
 
 def selected_attacks(f: Filters) -> tuple[str, ...]:
     """The attack names ``--protocol`` selects, canonical, in the order given (duplicates dropped)."""
-    from attacks.registry import ATTACKS
-
     return tuple(dict.fromkeys(next(iter(_canonical([p], ATTACKS))) for p in f.protocols))
 
 
@@ -213,8 +209,6 @@ def mixed_sample_sets(rows: pd.DataFrame) -> list[str]:
 def encoder_order(names: Iterable[str]) -> list[str]:
     """Registry order (CLIP first, then each method at 2/255 and 4/255), then unknown names as they come; a label
     ``name [source, sha …]`` sits with its name, in label order."""
-    from bench.encoders.registry import ENCODERS
-
     names = list(dict.fromkeys(names))
     registry = {n: i for i, n in enumerate(ENCODERS.names())}
     first_seen = {}

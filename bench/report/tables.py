@@ -30,6 +30,8 @@ from bench.report.select import (
     single_suite,
     split_by_attack,
 )
+from bench.suites import get_suite
+from bench.train.objectives import OBJECTIVES, method_label
 
 AVERAGE = "average"
 CI_METHODS = ("wilson", "bootstrap")
@@ -120,8 +122,6 @@ class ReportTable:
 
 def _task_layout(suite: str, head: pd.DataFrame) -> list[tuple[str, list[str]]]:
     """Tasks and their datasets in the suite's order when the suite is known, else in order of appearance."""
-    from bench.suites import get_suite
-
     try:
         known = get_suite(suite).tasks
     except BenchError:
@@ -203,9 +203,6 @@ def _notes(head: pd.DataFrame, layout, attacks: tuple[str, ...] = ()) -> list[st
 
 def _method_notes(head: pd.DataFrame) -> list[str]:
     """What each robust encoder shown is, in the words of its training objective (e.g. which Sim-CLIP)."""
-    from bench.encoders.registry import method_label
-    from bench.train.objectives import OBJECTIVES
-
     pairs = head[head["method"].astype(str).isin(OBJECTIVES.names())].drop_duplicates("encoder")
     return [f"{r.encoder}: {method_label(str(r.method))}" for r in pairs.itertuples()]
 

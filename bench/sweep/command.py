@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from bench.core.errors import BenchError
+from bench.sweep.launch import LaunchOptions, submitit_module
+from bench.sweep.status import describe, status
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,9 +34,8 @@ def add_status_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_sweep(args, req) -> int:
-    from bench.sweep.launch import LaunchOptions, submitit_module
-
     submitit_module()  # a one-line error, not an ImportError, when submitit is not installed
+    # deferred: submitit (bench.sweep.job subclasses its Checkpointable), which `bench` does not need to start
     from bench.sweep.submit import sweep
 
     if args.nproc != 1:
@@ -53,11 +54,7 @@ def run_sweep(args, req) -> int:
 
 
 def run_status(args) -> int:
-    from bench.sweep.launch import submitit_module
-
     submitit_module()
-    from bench.sweep.status import describe, status
-
     record, statuses = status(args.out, args.sweep)
     print(describe(record, statuses))
     return 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, replace
 
+import torch
+
 from bench import device as dev
 from bench.encoders.registry import ENCODERS
 from bench.encoders.resolve import resolve_encoder
@@ -107,8 +109,6 @@ def _typed_encoders(req: RunRequest) -> list[str]:
 
 
 def _cpu():
-    import torch
-
     return torch.device("cpu")
 
 

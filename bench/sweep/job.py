@@ -14,7 +14,9 @@ from dataclasses import replace
 
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from bench.runner import RunRequest
+from bench.encoders.resolve import resolve_encoder
+from bench.runner import RunRequest, resolve_device, run, suite_options
+from bench.suites import get_suite
 
 
 class EvalJob(Checkpointable):
@@ -32,8 +34,6 @@ class EvalJob(Checkpointable):
                        progress=False, plan_only=False)
 
     def __call__(self) -> list[str]:
-        from bench.runner import run
-
         finished = []
         for unit in self.units:
             req = self.unit_request(unit)
@@ -62,10 +62,6 @@ class TrainJob(Checkpointable):
         self.encoder = encoder
 
     def __call__(self) -> str:
-        from bench.encoders.resolve import resolve_encoder
-        from bench.runner import resolve_device, suite_options
-        from bench.suites import get_suite
-
         suite = get_suite(self.request.suite, **suite_options(self.request))
         spec = resolve_encoder(self.encoder, self.request.base)
         device = str(resolve_device(self.request.device))

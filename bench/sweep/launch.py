@@ -51,7 +51,7 @@ class LaunchOptions:
 
 def submitit_module():
     try:
-        import submitit
+        import submitit  # deferred: submitit, for bench sweep and status only; missing, it is one line
     except ImportError as exc:
         raise BenchError("bench sweep needs submitit: pip install 'submitit>=1.5'") from exc
     return submitit

@@ -15,8 +15,9 @@ from pathlib import Path
 from bench.core.checkpoints import atomic_write_bytes
 from bench.core.config import config_hash
 from bench.core.errors import BenchError
+from bench.core.provenance import now_iso
 from bench.runner import RunRequest
-from bench.store import now_iso, writing
+from bench.store import writing
 
 SELECTION = ("suite", "encoders", "attack", "eps", "tasks", "datasets", "n_samples", "seed", "precision", "backend",
              "data_root", "encoder_weights", "base")

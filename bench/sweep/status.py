@@ -50,7 +50,7 @@ def job_state(launcher: str, entry: dict) -> str:
 def job_states(launcher: str, entries: list[dict]) -> dict[str, str]:
     """``success``, ``failed`` or ``alive`` for each recorded job: from submitit's result file when the job wrote
     one, else from Slurm (one ``sacct`` for all) or, locally, from whether its process is alive."""
-    from submitit.core.utils import JobPaths
+    from submitit.core.utils import JobPaths  # deferred: submitit, for bench sweep and bench status only
 
     states, unfinished = {}, []
     for entry in entries:
@@ -80,7 +80,7 @@ def _outcome(result: Path) -> str:
 def slurm_states(job_ids: list[str]) -> dict[str, str]:
     """Slurm's state of each job, from one ``sacct`` call now (submitit's watcher would otherwise answer from a
     cache it refreshes only now and then)."""
-    import submitit
+    import submitit  # deferred: submitit, for bench sweep and bench status only
 
     watcher = submitit.SlurmJob.watcher
     for job_id in job_ids:
@@ -153,7 +153,7 @@ def cell_statuses(record: dict) -> list[CellStatus]:
             status.progress = f"{len(read_samples(run_dir))}/{cell['samples']}"
         elif status.job_id in jobs and states[status.job_id] != "alive":
             entry = jobs[status.job_id]
-            from submitit.core.utils import JobPaths
+            from submitit.core.utils import JobPaths  # deferred: submitit, for the sweep commands only
 
             status.state = "failed"
             status.error = last_error_line(JobPaths(entry["folder"], entry["job_id"], 0).stderr) or \

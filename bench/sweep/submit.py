@@ -12,6 +12,7 @@ from bench.sweep import launch
 from bench.sweep import record as records
 from bench.sweep.job import EvalJob, TrainJob
 from bench.sweep.packing import describe_packing, pack
+from bench.sweep.status import cell_statuses, job_states
 
 
 def sweep(req: RunRequest, opts: launch.LaunchOptions, *, plan_only: bool = False, resubmit_failed: bool = False,
@@ -43,8 +44,6 @@ def sweep(req: RunRequest, opts: launch.LaunchOptions, *, plan_only: bool = Fals
 def _to_submit(grid, record: dict, resubmit_failed: bool) -> set:
     """The units to submit: with --resubmit-failed those holding a failed cell; else every unit not done whose cells
     are not all in a live job already (rerunning the same command neither duplicates queued work nor skips lost)."""
-    from bench.sweep.status import cell_statuses, job_states
-
     if resubmit_failed and not record["submissions"]:
         raise BenchError(f"no sweep {record['sweep_id']} recorded under {req_out(record)} to resubmit; run the same "
                          "command without --resubmit-failed")

@@ -22,6 +22,7 @@ from bench.core.errors import BenchError, NeedsTraining
 from bench.core.hub import cache_root
 from bench.encoders.base import ClipEncoder
 from bench.train.config import TrainConfig
+from bench.train.loop import train
 
 
 def encoder_dir(cfg: TrainConfig, root: Path | None = None) -> Path:
@@ -65,8 +66,6 @@ def obtain(cfg: TrainConfig, name: str, base: ClipEncoder, make_data, device, *,
         with FileLock(str(directory / ".lock")):
             card = read_card(directory)  # another process may have finished it while we waited
             if card is None:
-                from bench.train.loop import train
-
                 print(f"{name}: no cached checkpoint for this recipe; training it now (cache: {directory})",
                       file=sys.stderr)
                 out = train(cfg, base, make_data(), directory, device=device, resume=True, progress=progress,

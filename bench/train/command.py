@@ -10,6 +10,13 @@ import torch
 from bench.core.eps import parse_eps
 from bench.core.errors import BenchError
 from bench.encoders.registry import ENCODERS
+from bench.options import split_list
+from bench.sharding import relaunch_with_torchrun
+from bench.suites import get_suite
+from bench.train.cache import encoder_dir
+from bench.train.loop import train
+from bench.train.probe import ProbeConfig, probe_for_suite
+from bench.train.recipes import recipe
 
 OVERRIDES = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "inner_steps", "inner_momentum",
              "inner_loss", "grad_accum", "n_train", "seed", "checkpoint_every", "optimizer", "sgd_momentum")
@@ -56,12 +63,6 @@ def add_arguments(p) -> None:
 
 
 def run(args, argv: list[str]) -> int:
-    from bench.sharding import relaunch_with_torchrun
-    from bench.suites import get_suite
-    from bench.train.cache import encoder_dir
-    from bench.train.loop import train
-    from bench.train.recipes import recipe
-
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return relaunch_with_torchrun(args.nproc, argv)
     spec = ENCODERS.get(args.encoder)
@@ -94,9 +95,6 @@ def run(args, argv: list[str]) -> int:
 
 def _probe(args, suite, base, eps: float, device):
     """The training probe `--probe-every` asks for, or None."""
-    from bench.options import split_list
-    from bench.train.probe import ProbeConfig, probe_for_suite
-
     if args.probe_every is None:
         return None
     for option in ("probe_every", "probe_samples", "probe_iterations"):

@@ -1,16 +1,10 @@
-"""Training data for adversarial fine-tuning, addressed by index so every process of a DDP run (and a resumed run)
-reads exactly the images a single uninterrupted run would."""
+"""Which training images a step reads, by index, so every process of a DDP run (and a resumed run) reads exactly the
+images a single uninterrupted run would. The images themselves belong to the suites (``bench.micro.train_data``,
+``bench.paper.train_data``), which hand them over through ``Suite.train_data``."""
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
 import numpy as np
-import torch
-
-from bench.core.errors import BenchError
 
 
 def batch_indices(step: int, micro: int, accum: int, global_batch: int, n: int, seed: int) -> np.ndarray:
@@ -25,126 +19,3 @@ def batch_indices(step: int, micro: int, accum: int, global_batch: int, n: int, 
         sel = positions // n == epoch
         out[sel] = perm[positions[sel] % n]
     return out
-
-
-class MicroTrainData:
-    """The micro world's training split, drawn lazily: a scene is generated the first time a step asks for it
-    (about 1.5 ms each) and kept, so a run pays only for the scenes it uses and its first step starts at once.
-    TeCoA's labels are whole scene classes (shape × colour × count), the micro world's analogue of ImageNet's."""
-
-    keeps_drawn = True
-
-    def __init__(self, n_train: int):
-        from bench.micro import language
-        from bench.micro.world import COLOURS, COUNTS, DEFAULT_IMAGE_SIZE, SHAPES
-
-        self.n = n_train
-        self._classes = [(s, c, k) for s in SHAPES for c in COLOURS for k in COUNTS]
-        self._class_index = {cls: i for i, cls in enumerate(self._classes)}
-        self.class_prompts = [[f"a picture of {language.NUMBER_WORDS[k]} {c} "
-                               f"{language.PLURALS[s] if k > 1 else s}."] for s, c, k in self._classes]
-        self.description = f"micro world train split, {n_train} scenes"
-        size = DEFAULT_IMAGE_SIZE
-        self._images = np.empty((n_train, 3, size, size), dtype=np.uint8)  # pages are touched only when drawn
-        self._labels = np.full(n_train, -1, dtype=np.int64)
-
-    def _draw(self, indices: np.ndarray) -> None:
-        from bench.micro.data import generate_indices
-
-        missing = np.unique(indices[self._labels[indices] < 0])
-        if len(missing):
-            split = generate_indices("train", missing)
-            self._images[missing] = split.images
-            self._labels[missing] = [self._class_index[(s.shape, s.colour, s.count)] for s in split.scenes]
-
-    def load(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        indices = np.asarray(indices, dtype=np.int64)
-        self._draw(indices)
-        x = torch.tensor(self._images[indices], dtype=torch.float32).div_(255.0)
-        return x, torch.as_tensor(self._labels[indices])
-
-
-class ImageFolderTrainData:
-    """ImageNet-style ``<root>/train/<wnid>/*.JPEG`` (the paper recipe), resized and centre-cropped to 224 px,
-    no augmentation; a deterministic subset of ``n_train`` images when smaller than the folder."""
-
-    def __init__(self, root: str | os.PathLike, n_train: int, image_size: int = 224, seed: int = 0):
-        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
-        from torchvision import datasets, transforms
-
-        train = Path(root) / "train"
-        if not train.is_dir():
-            raise BenchError(f"ImageNet training folder not found: {train} (give --imagenet-root or set "
-                             "BENCH_IMAGENET_ROOT to a folder holding train/<wnid>/*.JPEG)")
-        tf = transforms.Compose([transforms.Resize(image_size, interpolation=transforms.InterpolationMode.BICUBIC),
-                                 transforms.CenterCrop(image_size), transforms.ToTensor()])
-        self.folder = datasets.ImageFolder(str(train), transform=tf)
-        if len(self.folder.classes) != len(IMAGENET_CLASSNAMES):
-            raise BenchError(f"{train} has {len(self.folder.classes)} class folders, expected the 1000 ImageNet "
-                             "classes")
-        total = len(self.folder)
-        self._subset = (np.arange(total) if n_train >= total
-                        else np.sort(np.random.default_rng([seed, 13]).choice(total, n_train, replace=False)))
-        self.n = len(self._subset)
-        self.class_prompts = [[f"This is a photo of a {name}"] for name in IMAGENET_CLASSNAMES]
-        self.description = f"ImageNet train at {root}, {self.n} images"
-        self._pool = ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1))
-
-    def load(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        items = list(self._pool.map(self.folder.__getitem__, self._subset[indices].tolist()))
-        return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
-
-
-class TinyImageNetTrainData:
-    """``<root>/train/<wnid>/images/*.JPEG`` of tiny-imagenet-200 (PMG-AFT's and TGA-ZSR's training set: 200 ImageNet
-    classes, 500 images each at 64 px), resized to 256 and centre-cropped to 224 as both released codes do
-    (``transforms.Resize(256), CenterCrop(224)``); class names are OpenAI's ImageNet names of the 200 WordNet ids,
-    with the released codes' single prompt "This is a photo of a {}"."""
-
-    N_CLASSES = 200
-
-    def __init__(self, root: str | os.PathLike, n_train: int, seed: int = 0):
-        from torchvision import datasets, transforms
-
-        from bench.paper.datasets import benchmark_data, imagenet_wnids
-
-        train = Path(root) / "train"
-        if not train.is_dir():
-            raise BenchError(f"TinyImageNet training folder not found: {train} (give --tinyimagenet-root or set "
-                             "BENCH_TINYIMAGENET_ROOT to the tiny-imagenet-200 folder)")
-        tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
-        self.folder = datasets.ImageFolder(str(train), transform=tf)
-        wnids, names = imagenet_wnids(), benchmark_data("classnames")["imagenet1k"]
-        unknown = [c for c in self.folder.classes if c not in wnids]
-        if len(self.folder.classes) != self.N_CLASSES or unknown:
-            raise BenchError(f"{train} has {len(self.folder.classes)} class folders"
-                             + (f" (not ImageNet WordNet ids: {unknown[0]}, …)" if unknown else "")
-                             + f"; expected the {self.N_CLASSES} TinyImageNet classes")
-        total = len(self.folder)
-        self._subset = (np.arange(total) if n_train >= total
-                        else np.sort(np.random.default_rng([seed, 13]).choice(total, n_train, replace=False)))
-        self.n = len(self._subset)
-        self.class_prompts = [[f"This is a photo of a {names[wnids.index(w)]}"] for w in self.folder.classes]
-        self.description = f"TinyImageNet train at {root}, {self.n} images"
-        self._pool = ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1))
-
-    def load(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        items = list(self._pool.map(self.folder.__getitem__, self._subset[indices].tolist()))
-        return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
-
-
-def train_data(suite: str, n_train: int, root: str | None, seed: int, train_set: str = "default"):
-    """The training images of a recipe: the micro world, ImageNet train (the paper suites' default) or TinyImageNet
-    train (``train_set="tinyimagenet"``); ``root`` is the folder, else the matching environment variable."""
-    if suite == "micro":
-        return MicroTrainData(n_train)
-    if train_set == "tinyimagenet":
-        root = root or os.environ.get("BENCH_TINYIMAGENET_ROOT")
-        if not root:
-            raise BenchError("this recipe trains on TinyImageNet: give --tinyimagenet-root DIR or set "
-                             "BENCH_TINYIMAGENET_ROOT")
-        return TinyImageNetTrainData(root, n_train, seed=seed)
-    root = root or os.environ.get("BENCH_IMAGENET_ROOT")
-    if not root:
-        raise BenchError("the paper recipe trains on ImageNet: give --imagenet-root DIR or set BENCH_IMAGENET_ROOT")
-    return ImageFolderTrainData(root, n_train, seed=seed)

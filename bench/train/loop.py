@@ -26,10 +26,10 @@ from tqdm import tqdm
 
 from attacks.pgd import pgd
 from bench.core.checkpoints import atomic_path, atomic_write_bytes, save_tensors
+from bench.core.dist import DistInfo
 from bench.core.errors import BenchError, TrainingCollapsed
+from bench.core.provenance import git_sha, now_iso
 from bench.encoders.base import ClipEncoder, ImageTower
-from bench.sharding import DistInfo
-from bench.store import git_sha, now_iso
 from bench.train.config import TrainConfig
 from bench.train.data import batch_indices
 from bench.train.health import CollapseMonitor, cosine_to_original, embedding_spread
@@ -125,7 +125,7 @@ class TrainingState:
         return batch_indices(step, micro, cfg.grad_accum, cfg.batch_size, self.data.n, cfg.seed)
 
 
-def _setup(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, device: torch.device) -> TrainingState:
+def setup_run(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, device: torch.device) -> TrainingState:
     """The student (a trainable copy of the image tower), its optimiser, DDP wrapper and collapse monitor."""
     cfg.validate()
     dist = DistInfo.from_env(device)
@@ -173,7 +173,7 @@ def _restore(run: TrainingState) -> None:
             run.monitor.update(int(row["step"]), row["spread"], row["cos_to_original"])
 
 
-def _train_step(run: TrainingState, step: int) -> dict:
+def train_step(run: TrainingState, step: int) -> dict:
     """One optimiser step over the global batch (accumulated micro-batches, all-reduced under DDP); its log row."""
     cfg, device = run.cfg, run.device
     for group in run.opt.param_groups:
@@ -247,7 +247,7 @@ def measure_step_seconds(run: TrainingState) -> float:
     seconds = []
     for _ in range(4):  # the first step warms up (allocator, the optimiser's state); the median of the other three
         t0 = time.perf_counter()
-        _train_step(trial, 0)
+        train_step(trial, 0)
         if run.device.type == "cuda":
             torch.cuda.synchronize(run.device)
         seconds.append(time.perf_counter() - t0)
@@ -328,7 +328,7 @@ def train(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, *, device: t
     ``on_step(step, row)`` is called after every optimiser step and its periodic checkpoint (for callers that
     log elsewhere or stop early). ``probe`` measures zero-shot accuracy every few steps (``probe_log.csv``).
     """
-    run = _setup(cfg, base, data, out_dir, device)
+    run = setup_run(cfg, base, data, out_dir, device)
     if resume:
         _restore(run)
     if run.monitor.reference_spread is None:
@@ -348,7 +348,7 @@ def train(cfg: TrainConfig, base: ClipEncoder, data, out_dir: Path, *, device: t
                desc=f"train {cfg.encoder_name}", unit="step", disable=not (progress and run.dist.main),
                dynamic_ncols=True)
     for step in bar:
-        row = _train_step(run, step)
+        row = train_step(run, step)
         row["seconds"] = round(time.time() - wall0, 2)
         run.log_rows.append(row)
         newly = _watch(run, row)

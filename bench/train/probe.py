@@ -20,7 +20,7 @@ import torch
 from attacks.backends import run_classification
 from attacks.protocols import Protocol, Stage
 from bench.core.checkpoints import atomic_write_bytes
-from tasks.zeroshot import attack_seeds, to_float
+from tasks.base import attack_seeds, to_float
 from tasks.zeroshot_model import ZeroShotClassifier
 
 PROBE_FIELDS = ["step", "dataset", "clean_accuracy", "robust_accuracy", "n_samples", "iterations", "eps"]

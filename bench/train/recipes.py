@@ -1,5 +1,6 @@
-"""Training recipes as data: each objective's published recipe (in its own module, citing its source) on the paper
-suites, and one shared budget on the micro suite, so that micro methods are compared at equal cost.
+"""Training recipes as data: each objective's published recipe (``objectives/paper_recipes.toml``, citing its
+source) on the paper suites, and one shared budget on the micro suite, so that micro methods are compared at equal
+cost.
 
 The micro recipe is chosen so that the README's first command (on-demand training of micro Sim-CLIP and its
 evaluation) finishes within eight minutes on two CPU cores; how it was chosen and what it reaches is recorded in the
@@ -8,9 +9,16 @@ README. Users override any field with `bench train` options.
 
 from __future__ import annotations
 
+from functools import cache
+from pathlib import Path
+
+from bench.core.datafile import DataFile
 from bench.core.errors import BenchError
 from bench.train.config import TrainConfig
 from bench.train.objectives import OBJECTIVES
+
+PAPER_RECIPES = Path(__file__).resolve().parent / "objectives" / "paper_recipes.toml"
+GIVEN_BY_THE_ENCODER = ("method", "eps_levels", "suite")  # fields a recipe leaves to the encoder's name and suite
 
 # the paper suites train on the ImageNet train split (1,281,167 images) at the base model's resolution
 PAPER_DATA = dict(suite="paper", n_train=1_281_167)
@@ -38,7 +46,7 @@ def recipe(suite: str, method: str, eps_levels: int) -> TrainConfig:
     models never share a cache entry."""
     objective = OBJECTIVES.get(method)
     if suite.startswith("paper"):
-        base = {**PAPER_DATA, "suite": suite, **objective.paper_recipe}
+        base = {**PAPER_DATA, "suite": suite, **paper_recipe(objective)}
     elif suite == "micro":
         base = {**MICRO, **objective.micro_recipe}
     else:
@@ -49,3 +57,24 @@ def recipe(suite: str, method: str, eps_levels: int) -> TrainConfig:
     cfg = TrainConfig(method=objective.name, eps_levels=eps_levels, **base)
     cfg.validate()
     return cfg
+
+
+@cache
+def published_recipes(path: Path = PAPER_RECIPES) -> dict[str, dict]:
+    """The published recipes of a recipes file, by objective name: TrainConfig fields (see the file's header)."""
+    data = DataFile(path, "paper recipes")
+    out = {}
+    for method, raw in data.load().items():
+        data.check(isinstance(raw, dict) and isinstance(raw.get("source"), str), f"{method}.source",
+                   "missing: name the released code or paper the recipe follows")
+        out[data.name(method, method)] = data.table(raw, method, TrainConfig, skip=(*GIVEN_BY_THE_ENCODER, "source"))
+    return out
+
+
+def paper_recipe(objective) -> dict:
+    """An objective's published recipe: its entry in the recipes file, or (a plugin's) its ``paper_recipe``."""
+    recipe_fields = published_recipes().get(objective.name) or objective.paper_recipe
+    if recipe_fields is None:
+        raise BenchError(f"objective {objective.name} has no paper recipe (an entry in {PAPER_RECIPES.name} or a "
+                         "paper_recipe attribute); the paper suites cannot train it")
+    return dict(recipe_fields)

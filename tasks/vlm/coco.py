@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import CenterCrop, InterpolationMode, Resize
 
 from bench.core.errors import BenchError
 
@@ -150,9 +152,6 @@ def select(n_total: int, n_samples: int) -> np.ndarray:
 
 def load_images(paths: list[Path]) -> np.ndarray:
     """uint8 (N, 3, 224, 224): RGB, short side resized to 224 px (bicubic), centre crop."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms import CenterCrop, InterpolationMode, Resize
-
     resize, crop = Resize(IMAGE_SIZE, interpolation=InterpolationMode.BICUBIC), CenterCrop(IMAGE_SIZE)
     out = np.empty((len(paths), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     for i, p in enumerate(paths):

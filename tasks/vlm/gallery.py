@@ -19,7 +19,7 @@ def _image(t: torch.Tensor):
 def write_example(directory: Path, sample_id: str, x: torch.Tensor, x_adv: torch.Tensor, eps: float, prompt: str,
                   clean_output: str, adv_output: str, note: str) -> Path:
     """``<directory>/<sample_id>.png`` and a sibling ``.txt`` with the outputs (the report's caption)."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib (pyplot takes seconds to import), the gallery only
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

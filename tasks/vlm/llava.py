@@ -19,6 +19,7 @@ from functools import lru_cache
 import torch
 
 from bench.core.errors import BenchError
+from bench.core.hub import hub_snapshot
 from tasks.vlm.base import PrefixVLM
 
 LLAVA_REPO = "llava-hf/llava-1.5-7b-hf"
@@ -98,9 +99,9 @@ class LlavaVLM(PrefixVLM):
 @lru_cache(maxsize=1)
 def _pretrained(device: str):
     """LLaVA-1.5-7B (its language model and projector; the 336 px vision tower is dropped) and its tokenizer."""
+    # deferred: transformers, for the paper suite's LLaVA only
     from transformers import AutoTokenizer, LlavaForConditionalGeneration
 
-    from bench.core.hub import hub_snapshot
 
     path = hub_snapshot(LLAVA_REPO, ["*.json", "*.safetensors", "*.model", "*.txt"], repo_type="model",
                         what="LLaVA-1.5-7B")

@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from attacks.registry import resolve_attack
 from attacks.vlm import VLMProtocol, run_vlm_protocol
 from bench.core.errors import BenchError
-from tasks.base import EvalContext
-from tasks.zeroshot import attack_seeds, to_float
+from bench.core.stats import bootstrap_interval
+from tasks.base import EvalContext, attack_seeds, to_float
+from tasks.vlm.gallery import write_example
 
 CLEAN = VLMProtocol("none", "clean outputs only, no attack")
 GALLERY_SIZE = 3  # adversarial examples drawn per attacked cell
@@ -47,9 +49,7 @@ class VLMTask:
     @classmethod
     def protocol(cls, attack: str, backend: str = "native") -> VLMProtocol:
         """The protocol ``--attack`` names for this task; classification protocols are refused."""
-        from attacks.registry import ATTACKS
-
-        name = ATTACKS.canonical(attack)
+        name = resolve_attack(attack).name
         table = {"none": CLEAN, **cls.attacks}
         if name not in table:
             raise BenchError(f"--attack {name} does not apply to task {cls.name}; it takes: {', '.join(table)}")
@@ -143,8 +143,6 @@ class VLMTask:
         """PNGs of the samples whose score the attack lowered most: clean image, perturbation × 10, adversarial
         image and both outputs. Samples computed by an earlier process (a resumed run) are attacked again: every
         random start is seeded per sample, so the attack finds the same images."""
-        from tasks.vlm.gallery import write_example
-
         drop = records[f"clean_{self.score_column}"].astype(float) - records[self.score_column].astype(float)
         chosen = records.assign(_drop=drop.to_numpy()).sort_values(["_drop", "sample_id"], ascending=[False, True])
         ids = list(chosen["sample_id"].head(GALLERY_SIZE))
@@ -167,8 +165,6 @@ def _cell_key(encoder, data, ctx: EvalContext) -> tuple:
 
 def mean_interval(values: np.ndarray) -> tuple[float, float]:
     """A seeded percentile-bootstrap 95 % interval of the mean (CIDEr and VQA accuracy are not proportions)."""
-    from bench.core.stats import bootstrap_interval
-
     if len(values) < 2:
         return float("nan"), float("nan")
     return bootstrap_interval(np.asarray(values, dtype=float))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
 from bench.encoders.base import ClipEncoder
+from bench.encoders.bases import parse_base
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,6 @@ def parse_source(text: str, what: str = "encoder source"):
 def load(spec, source, base, ctx: LoadContext) -> ClipEncoder:
     """The encoder ``spec`` from ``source`` (None: the base itself, for the undefended CLIP) on ``base``; either may
     still be its spelling (a plugin's ``EncoderSpec(source="hf-hub:…")``)."""
-    from bench.encoders.bases import parse_base
-
     if isinstance(source, str):
         source = parse_source(source, f"encoder {spec.name}")
     if isinstance(base, str):

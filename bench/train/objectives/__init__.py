@@ -1,12 +1,13 @@
 """Adversarial fine-tuning objectives, on the image tower only (the text tower is always frozen).
 
 An objective gives the inner loss the PGD attack maximises (per sample) and the outer loss the optimiser minimises,
-says what it needs (the frozen original's embedding, labels, ...), and carries its paper recipe as data. Each lives
-in its own module of this package and registers itself; a plugin adds one through the entry point group
+says what it needs (the frozen original's embedding, labels, ...); its paper recipe is data (``paper_recipes.toml``).
+Each lives in its own module of this package and registers itself; a plugin adds one through the entry point group
 ``clip_robust_bench.objectives``. Notation: φ is the encoder being trained, φ₀ the frozen original, x the clean
 image, x' the adversarial one, T the frozen class-prompt text embeddings.
 
-Every encoder name ``{method}{k}`` (k = 1, 2, 4: the training ε in /255) comes from this registry, and the
+Every encoder name ``{method}{k}`` (k = 1, 2, 4: the training ε in /255) comes from this registry (registered into
+``bench.encoders.registry.ENCODERS`` from here, the layer above it), and the
 objective's ``definition`` is part of the training configuration's hash: an objective whose formulas change never
 picks up a checkpoint trained under its old meaning, even under the same name.
 """
@@ -15,12 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from bench.core.errors import BenchError
 from bench.core.registry import Registry
+from bench.encoders.registry import DEFAULT_EPS_LEVEL, ENCODERS, TRAIN_EPS_LEVELS, EncoderSpec
 
 
 @dataclass
@@ -59,7 +63,8 @@ class Objective:
     label: ClassVar[str]  # what result rows and cards call the method
     description: ClassVar[str]  # one line for `bench list`
     definition: ClassVar[str]  # the formulas, hashed into the training configuration
-    paper_recipe: ClassVar[dict]  # the published recipe (TrainConfig fields), with its source in a comment
+    # a plugin's published recipe (TrainConfig fields); the built-in objectives' are in paper_recipes.toml
+    paper_recipe: ClassVar[dict | None] = None
     micro_recipe: ClassVar[dict] = {}  # adjustments of the shared micro recipe, if any
     needs_original_target: ClassVar[bool] = True  # whether φ₀(x) is part of the loss
     needs_labels: ClassVar[bool] = False  # whether the loss reads class labels and class-prompt embeddings
@@ -82,8 +87,6 @@ class Objective:
 
     @classmethod
     def _parse(cls, name: str, value) -> float | str:
-        from bench.core.errors import BenchError
-
         if name not in cls.options:
             known = ", ".join(cls.options) or "none"
             raise BenchError(f"objective {cls.name} has no option {name!r} (its options: {known})")
@@ -102,8 +105,6 @@ class Objective:
     def canonical_options(cls, options: Iterable) -> tuple[tuple[str, str], ...]:
         """``options`` ("name=value" strings or (name, value) pairs) as sorted pairs of text, defaults dropped, so
         that equal settings hash equally (``alpha=1`` and ``alpha=1.0`` and nothing at all are one configuration)."""
-        from bench.core.errors import BenchError
-
         out: dict[str, str] = {}
         for item in options:
             if isinstance(item, str):
@@ -142,8 +143,6 @@ def register_objective(cls: type[Objective]) -> type[Objective]:
 def make_objective(method: str, inner_loss: str = "default", options: Iterable = ()) -> Objective:
     cls = OBJECTIVES.get(method)
     if inner_loss != "default" and inner_loss not in cls.inner_losses:
-        from bench.core.errors import BenchError
-
         allowed = ", ".join(cls.inner_losses) or "none"
         raise BenchError(f"--inner-loss {inner_loss} does not apply to {method} (its alternatives: {allowed})")
     options = tuple(options)
@@ -159,3 +158,22 @@ def soft_cross_entropy(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tenso
 def methods() -> list[str]:
     return OBJECTIVES.names()
 
+
+def method_label(method: str) -> str:
+    """What rows and cards call a method ("CLIP", "FARE", "Sim-CLIP, paper objective (…)", …)."""
+    if method == "clip":
+        return "CLIP (undefended)"
+    return OBJECTIVES.get(method).label if method in OBJECTIVES else method
+
+
+def register_robust_encoders(encoders) -> None:
+    """The robust encoders ``{method}{k}`` of every objective (``{method}`` = ``{method}4``), into ``ENCODERS``."""
+    for objective in sorted(OBJECTIVES, key=lambda e: (e.value.order, e.name)):
+        for k in TRAIN_EPS_LEVELS:
+            name = f"{objective.name}{k}"
+            encoders.register(name, EncoderSpec(name, objective.name, Fraction(k, 255)),
+                              f"{objective.value.description}; fine-tuned at ε = {k}/255",
+                              aliases=(objective.name,) if k == DEFAULT_EPS_LEVEL else ())
+
+
+ENCODERS.extend(register_robust_encoders)

@@ -26,14 +26,6 @@ class Agft(Objective):
     definition = ("p = softmax(scale_ratio·logit_scale·cos(φ₀(x), T)) from the frozen original on the clean image, "
                   "no labels; inner and outer soft-label CE(logit_scale·cos(φ(x'), T), p) (outer batch mean); "
                   "logit_scale = 180, scale_ratio = 0.4 (72 for the targets) unless set")
-    # README "train AGFT" (logit_scale 180, scale_ratio 0.4, lr 4e-4, 2 processes); main.py l. 37 (batch 128 per
-    # process: 256 global), l. 43 (ImageNet), l. 71-73 (ε = 1/255, PGD-2 of step 1/255), l. 103 (10 epochs), l. 110-115
-    # (SGD, momentum 0.9, wd 0, 1,000 warmup steps). ImageNet train over 2 ranks: 5,005 steps per epoch × 10. Its
-    # timm CosineLRScheduler warms up from 0 and then follows the cosine of the whole run; this loop's cosine starts
-    # at the end of the warmup (a 2 % difference in the schedule's length).
-    paper_recipe = dict(steps=50_050, batch_size=256, lr=4e-4, weight_decay=0.0, warmup_steps=1_000,
-                        inner_steps=2, inner_step_size=1 / 255, inner_momentum=0.0, optimizer="sgd",
-                        sgd_momentum=0.9)
     needs_original_target = True
     needs_class_embeddings = True
     # it distils the original's class distribution at another temperature (72 vs 180), which moves the embedding

@@ -56,12 +56,6 @@ class PmgAft(Objective):
                   "β·KL(softmax(cos(φ(x), T)) ‖ softmax(cos(φ(x'), T))), KL reduction 'sum' over the classes and "
                   "the optimiser step's whole batch (option kl=batchmean: the batch mean), φ(x) not detached, φ₀ "
                   "frozen; α = β = 1 unless set")
-    # PMG_AFT.py l. 40-49 (defaults: batch 256, 10 epochs, lr 5e-5, wd 0, 1,000 warmup steps, momentum 0.9), l. 204
-    # (SGD on the image tower), l. 406 (warmup then cosine over all steps), README l. 33 (TinyImageNet, ε = 1/255,
-    # PGD-2 of step 1/255). TinyImageNet train: 100,000 images → 391 steps per epoch at 256 (last batch kept) × 10.
-    paper_recipe = dict(steps=3_910, batch_size=256, lr=5e-5, weight_decay=0.0, warmup_steps=1_000,
-                        inner_steps=2, inner_step_size=1 / 255, inner_momentum=0.0, optimizer="sgd",
-                        sgd_momentum=0.9, train_set="tinyimagenet", n_train=100_000)
     needs_original_target = False
     needs_labels = True
     # supervised: the cross-entropy pulls embeddings toward the class text embeddings, and the KL terms anchor the

@@ -27,10 +27,6 @@ class SimClip(Objective):
                    "encoder, inner PGD on ‖φ(x')−φ₀(x)‖²")
     definition = ("inner ‖φ(x')−φ₀(x)‖²; outer ½·(−cos(φ(x'), sg φ₀(x))) + ½·(−cos(φ₀(x), sg φ(x'))), "
                   "φ₀ frozen under no_grad, unnormalised embeddings")
-    # speedlab-git/SimCLIP bash/training/simclip_train.sh: ViT-L-14 openai, ImageNet, 10k steps (1,400 warmup) × 64,
-    # AdamW lr 1e-3 wd 1e-5, PGD-10 step 1/255 (momentum 0.9, train/pgd_train.py:17), --output_normalize False
-    paper_recipe = dict(steps=10_000, batch_size=64, lr=1e-3, weight_decay=1e-5, warmup_steps=1_400,
-                        inner_steps=10, inner_step_size=1 / 255, inner_momentum=0.9)
 
     def inner_loss(self, emb_adv, batch, idx):
         return squared_l2(emb_adv, batch.target[idx])

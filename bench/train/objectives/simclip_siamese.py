@@ -20,9 +20,6 @@ class SimClipSiamese(Objective):
                    "cosine between φ(x) and φ(x'), one shared trainable encoder")
     definition = ("inner 1−cos(φ(x'), sg φ(x)) (or ‖φ(x')−sg φ(x)‖²); outer ½·(−cos(φ(x'), sg φ(x))) + "
                   "½·(−cos(φ(x), sg φ(x'))), both views through the trained encoder")
-    # no released recipe for the text's objective: the released script's budget (bash/training/simclip_train.sh)
-    paper_recipe = dict(steps=10_000, batch_size=64, lr=1e-3, weight_decay=1e-5, warmup_steps=1_400,
-                        inner_steps=10, inner_step_size=1 / 255, inner_momentum=0.9)
     # without an anchor, lr 5e-5 drifts (cosine to the original 0.74 after 50 micro steps, shape accuracy 94 → 40);
     # 1e-5 is the largest rate measured that keeps it near the original for a while (README, "Training")
     micro_recipe = {"lr": 1e-5}

@@ -14,9 +14,6 @@ class TeCoA(Objective):
     order = 20
     description = "TeCoA: supervised, cross-entropy of 100·cos(φ(x'), T) over the class-prompt text embeddings"
     definition = "inner and outer CE(100·cos(φ(x'), T), y), T frozen class-prompt text embeddings"
-    # chs20/RobustVLM README.md:277 (TeCoA⁴ as FARE's paper retrained it): FARE's budget, --loss ce --inner_loss ce
-    paper_recipe = dict(steps=20_000, batch_size=128, lr=1e-5, weight_decay=1e-4, warmup_steps=1_400,
-                        inner_steps=10, inner_step_size=1 / 255, inner_momentum=0.9)
     needs_original_target = False
     needs_labels = True
     # it pulls embeddings toward the class text embeddings by design, so only the spread is watched: micro TeCoA-4

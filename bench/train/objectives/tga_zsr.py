@@ -59,12 +59,6 @@ class TgaZsr(Objective):
                   "ln_post and proj, normalised over the token axis (class token included), class token dropped, "
                   "dot product with the true class's text embedding, min-max over patches, grid, bilinear upsample "
                   "to the input size, flattened; φ(x) not detached, φ₀ frozen")
-    # TGA-ZSR.py (5f2b31c) l. 34-50 (batch 128, 10 epochs, lr 1e-4, wd 0, 1,000 warmup steps, momentum 0.9; ε = 1/255,
-    # PGD-2 of step 1/255), l. 65 (TinyImageNet), l. 163-166 (SGD on the image tower), l. 228 (warmup then cosine).
-    # TinyImageNet train: 100,000 images → 782 steps per epoch at 128 (last batch kept) × 10.
-    paper_recipe = dict(steps=7_820, batch_size=128, lr=1e-4, weight_decay=0.0, warmup_steps=1_000,
-                        inner_steps=2, inner_step_size=1 / 255, inner_momentum=0.0, optimizer="sgd",
-                        sgd_momentum=0.9, train_set="tinyimagenet", n_train=100_000)
     needs_original_target = False
     needs_labels = True
     # supervised like TeCoA: the cross-entropy moves the embedding toward the class text embeddings by design; the

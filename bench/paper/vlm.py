@@ -1,7 +1,5 @@
-"""Which vision-language datasets each suite has, how many samples they default to, and where they come from.
-
-micro: generated test scenes (captions, questions, targets) read by the committed micro VLM.
-paper: COCO Karpathy test (captioning and the targeted attack) and VQAv2 val, read by LLaVA-1.5-7B. Their files are
+"""The paper suite's vision-language data: COCO Karpathy test (captioning and the targeted attack) and VQAv2 val,
+read by LLaVA-1.5-7B (``tasks.vlm.llava``); handed to the tasks through ``Suite.load_vlm_data``. Their files are
 found through explicit environment variables or ``--data-root DIR`` (``$BENCH_DATA_ROOT``) in this layout:
 
     DIR/coco/annotations/karpathy_coco.json   (or dataset_coco.json; or an official captions_val2014.json)
@@ -20,15 +18,14 @@ import os
 from pathlib import Path
 
 from bench.core.errors import BenchError
+from bench.core.suite import check_dataset
+from tasks import captioning, targeted, vqa
+from tasks.vlm import coco
+from tasks.vlm.llava import load_llava_vlm
 
-MICRO_DATASETS = {"coco-captioning": ("micro-coco",), "vqav2": ("micro-vqa",), "targeted": ("micro-coco",)}
-# small enough that the ensemble's 600 - 900 attack iterations per sample run in minutes on a CPU (README)
-MICRO_SAMPLES = {"coco-captioning": 64, "vqav2": 64, "targeted": 32}
-MICRO_BATCH = {"coco-captioning": 64, "vqav2": 64, "targeted": 32}
-
-PAPER_DATASETS = {"coco-captioning": ("coco",), "vqav2": ("vqav2",), "targeted": ("coco",)}
-PAPER_SAMPLES = {"coco-captioning": 500, "vqav2": 500, "targeted": 150}  # targeted: 25 images per target string
-PAPER_BATCH = {"coco-captioning": 1, "vqav2": 1, "targeted": 1}  # a 7B model's input gradients: one image at a time
+DATASETS = {"coco-captioning": ("coco",), "vqav2": ("vqav2",), "targeted": ("coco",)}
+SAMPLES = {"coco-captioning": 500, "vqav2": 500, "targeted": 150}  # targeted: 25 images per target string
+BATCH = {"coco-captioning": 1, "vqav2": 1, "targeted": 1}  # a 7B model's input gradients: one image at a time
 
 COCO_KARPATHY = ("annotations/karpathy_coco.json", "dataset_coco.json", "annotations/dataset_coco.json",
                  "annotations/captions_val2014.json")
@@ -36,23 +33,9 @@ VQAV2_QUESTIONS = "v2_OpenEnded_mscoco_val2014_questions.json"
 VQAV2_ANNOTATIONS = "v2_mscoco_val2014_annotations.json"
 
 
-def load_micro(task: str, dataset: str, n_samples: int, seed: int):
-    from tasks import captioning, targeted, vqa
-
-    _check(task, dataset, MICRO_DATASETS, "micro")
-    if task == "vqav2":
-        return vqa.load_micro(n_samples, seed, dataset)
-    data = captioning.load_micro(n_samples, seed, dataset)
-    return targeted.with_targets(data, targeted.targets_for("micro")) if task == "targeted" else data
-
-
-def load_paper(task: str, dataset: str, n_samples: int, seed: int, data_root: Path | None = None):
+def load_vlm_data(task: str, dataset: str, n_samples: int, seed: int, data_root: Path | None = None):
     """The paper suite's data; the selection is the protocol's (seed 42), ``seed`` only seeds the attacks."""
-    from tasks import captioning, targeted, vqa
-    from tasks.vlm import coco
-    from tasks.vlm.llava import load_llava_vlm
-
-    _check(task, dataset, PAPER_DATASETS, "paper")
+    check_dataset("paper", task, dataset, DATASETS)
     if task == "vqav2":
         questions, answers, images = vqav2_paths(data_root)
         source = coco.read_vqa(questions, answers, images)
@@ -68,12 +51,6 @@ def load_paper(task: str, dataset: str, n_samples: int, seed: int, data_root: Pa
                                   coco.load_images([source.image_paths[p] for p in pick]),
                                   [source.references[p] for p in pick], load_llava_vlm, str(annotations))
     return targeted.with_targets(data, targeted.targets_for("paper")) if task == "targeted" else data
-
-
-def _check(task: str, dataset: str, known: dict[str, tuple[str, ...]], suite: str) -> None:
-    if dataset not in known.get(task, ()):
-        raise BenchError(f"unknown {suite} dataset {dataset!r} for task {task} (known: "
-                         f"{', '.join(known.get(task, ())) or 'none'})")
 
 
 def _env_path(name: str) -> Path | None:
