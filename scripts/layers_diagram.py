@@ -24,12 +24,12 @@ BEGIN, END = "<!-- layers-diagram -->", "<!-- /layers-diagram -->"
 
 # the layer order (imports go down it): number, title, units; a command module is always in the last layer
 LAYERS = (
-    (1, "core", ("bench.core",)),
-    (2, "attacks, encoders, task definitions", ("attacks", "bench.encoders", "tasks")),
+    (1, "core", ("bench.core", "bench.options")),
+    (2, "attacks, encoders, task definitions", ("attacks", "bench.encoders", "bench.defences", "tasks")),
     (3, "training, suites", ("bench.train", "bench.micro", "bench.paper", "bench.suites")),
     (4, "runner, report, check, sweep", ("bench.runner", "bench.store", "bench.report", "bench.check", "bench.sweep",
                                          "bench.sharding", "bench.device", "bench.listing", "bench.api", "bench")),
-    (5, "cli", ("bench.cli", "bench.__main__", "bench.options")),
+    (5, "cli", ("bench.cli", "bench.__main__")),
 )
 COMMAND_LAYER = 5
 UNPLACED = 0  # a unit LAYERS does not name yet (a new subpackage): drawn apart, so it gets placed
