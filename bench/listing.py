@@ -41,6 +41,7 @@ def _plain_entries(entries: list[Entry]) -> list[tuple[str, str]]:
 
 def listing(what: str | None = None) -> str:
     from attacks.registry import ATTACKS
+    from bench.defences import DEFENCES
     from bench.encoders.registry import ENCODERS
     from bench.encoders.sources import SOURCES
     from bench.suites import SUITES
@@ -55,6 +56,7 @@ def listing(what: str | None = None) -> str:
         "suites": ("suites", SUITES, _plain),
         "objectives": ("training objectives", OBJECTIVES, _plain),
         "sources": ("encoder sources (--encoder NAME=SOURCE)", SOURCES, _plain),
+        "defences": ("test-time defences (--encoder NAME+DEFENCE, e.g. clip+ttc)", DEFENCES, _plain),
     }
     out = []
     for kind, (title, registry, describe) in kinds.items():
