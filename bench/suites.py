@@ -47,6 +47,8 @@ SUITES.register("paper", _paper("paper"), "ViT-L/14 OpenAI CLIP and the publishe
                 "checkpoints on the FARE zero-shot protocol (13 datasets + ImageNet, 1,000 samples each); GPU work")
 SUITES.register("paper-b32", _paper("paper-b32"), "the published ViT-B/32 (LAION-2B) CLIP, FARE⁴ and TeCoA⁴ on "
                 "the same protocol")
+SUITES.register("paper-b16", _paper("paper-b16"), "the LAION-2B ViT-B/16 CLIP and the FARE⁴ and TeCoA⁴ towers "
+                "RobustVLM published for it, on the same protocol")
 SUITES.register("paper-b32-openai", _paper("paper-b32-openai"), "the OpenAI ViT-B/32 CLIP and FARE's published "
                 "FARE⁴ and TeCoA⁴ towers for it, on the same protocol")
 SUITES.register("paper-zsr", _paper("paper-zsr"), "the OpenAI ViT-B/32 CLIP on the TGA-ZSR table's 16 zero-shot "

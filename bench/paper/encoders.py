@@ -72,6 +72,15 @@ PAPER_B32 = Family(
              "tecoa4": HubModel("chs20/TeCoA4-ViT-B-32-laion2B-s34B-b79K")},
 )
 
+# The base-sized models RobustVLM added (README "Additional Models", chs20/RobustVLM @ 7de10ee), from the
+# perceptual-metrics follow-up: whole open_clip CLIPs fine-tuned from the LAION-2B ViT-B/16 (GELU), ε = 4/255 only.
+# The ConvNeXt-B pair of the same table needs timm, which this project does not install.
+PAPER_B16 = Family(
+    suite="paper-b16", arch="ViT-B-16", tag="laion2b_s34b_b88k", quick_gelu=False,
+    sources={"fare4": HubModel("chs20/FARE4-ViT-B-16-laion2B-s34B-b88K"),
+             "tecoa4": HubModel("chs20/TeCoA4-ViT-B-16-laion2B-s34B-b88K")},
+)
+
 # FARE's OpenAI ViT-B/32 image towers (ε = 1/255 and 4/255 are published) are plain downloads from the authors'
 # university cloud, listed in the RobustVLM README (l. 259-262); cached under $BENCH_CACHE/downloads.
 _NC = "https://nc.mlcloud.uni-tuebingen.de/index.php/s"
@@ -89,7 +98,7 @@ PAPER_B32_OPENAI = Family(
 PAPER_ZSR = Family(suite="paper-zsr", arch="ViT-B-32", tag="openai", quick_gelu=True,
                    sources=dict(PAPER_B32_OPENAI.sources), recipe_suite="paper-zsr")
 
-FAMILIES = {f.suite: f for f in (PAPER_L14, PAPER_B32, PAPER_B32_OPENAI, PAPER_ZSR)}
+FAMILIES = {f.suite: f for f in (PAPER_L14, PAPER_B32, PAPER_B16, PAPER_B32_OPENAI, PAPER_ZSR)}
 
 
 def parse_weights_option(text: str) -> tuple[str, object]:
