@@ -1,0 +1,174 @@
+"""Attacks that see a test-time defence: EOT over a randomised model's draws (never the verdict's), the transfer
+protocol (crafted on the undefended base, judged through the defence, whole budget), Square (deterministic per
+sample, inside the ε-ball), and parity with pyautoattack for square, aa-standard, aa-rand and the transfer presets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from attack_fixtures import one_thread  # noqa: F401  (autouse fixture)
+from conftest import TinyClassifier
+from test_attack_parity import adversarially_trained, prototype_data
+from torch import nn
+
+from attacks.backends import check_backend, run_classification
+from attacks.base import ball
+from attacks.eot import VERDICT, current_draw, fresh_draws
+from attacks.library_stages import square
+from attacks.losses import classification_objective
+from attacks.protocols import PROTOCOLS, Protocol, Stage, run_protocol
+from bench.core.errors import BenchError
+from bench.defences.wrapper import image_noise
+
+EPS = 8 / 255
+
+
+class NoisyClassifier(nn.Module):
+    """A randomised classifier (the TinyClassifier on the image plus keyed noise of its draw) that records which
+    draws its forward passes used, and whether gradients were on."""
+
+    def __init__(self, sigma: float = 0.08):
+        super().__init__()
+        self.net = TinyClassifier()
+        self.sigma = sigma
+        self.draws: list[tuple[int, bool]] = []
+
+    def forward(self, x):
+        draw = current_draw()
+        self.draws.append((draw, torch.is_grad_enabled()))
+        return self.net((x + self.sigma * image_noise(x, 0, draw)).clamp(0, 1))
+
+
+def batch(n: int = 12, seed: int = 1):
+    x = torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        y = TinyClassifier()(x).argmax(dim=1)
+    return x, y
+
+
+def test_eot_averages_attack_draws_and_never_sees_the_verdict():
+    model = NoisyClassifier()
+    x, y = batch(4)
+    value, _ = classification_objective(model, y, "ce", draws=3)(x, torch.arange(4))
+    assert [d for d, _ in model.draws] == [1, 2, 3]
+    per_draw = []
+    for d in (1, 2, 3):
+        logits = model.net((x + model.sigma * image_noise(x, 0, d)).clamp(0, 1))
+        per_draw.append(torch.nn.functional.cross_entropy(logits, y, reduction="none"))
+    torch.testing.assert_close(value, torch.stack(per_draw).mean(dim=0))
+
+
+def test_a_protocol_judges_on_the_verdict_draw_and_attacks_on_the_others():
+    model = NoisyClassifier()
+    x, y = batch()
+    protocol = Protocol("eot", "test", (Stage("apgd", "ce", 5),), eot=2)
+    out = run_protocol(model, x, y, EPS, protocol, torch.arange(len(x)))
+    scoring = {d for d, grad in model.draws if not grad}
+    attacking = {d for d, grad in model.draws if grad}
+    assert VERDICT not in attacking and attacking <= {1, 2} and VERDICT in scoring
+    again = NoisyClassifier()
+    repeat = run_protocol(again, x, y, EPS, protocol, torch.arange(len(x)))
+    assert torch.equal(repeat.x_adv, out.x_adv) and torch.equal(repeat.robust, out.robust)  # deterministic
+
+
+class Counting(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.calls, self.with_grad = net, 0, 0
+
+    def forward(self, x):
+        self.calls += 1
+        self.with_grad += int(torch.is_grad_enabled())
+        return self.net(x)
+
+
+def test_transfer_crafts_on_the_base_for_its_whole_budget_and_judges_through_the_model():
+    judged, base = Counting(TinyClassifier(seed=0)), Counting(TinyClassifier(seed=4))
+    x, y = batch()
+    protocol = Protocol("t", "test", (Stage("apgd", "ce", 10),), craft_on="base")
+    out = run_protocol(judged, x, y, EPS, protocol, torch.arange(len(x)), craft_model=base)
+    assert judged.with_grad == 0 and base.with_grad == 11  # the start and 10 iterations, no early stop
+    with torch.no_grad():
+        verdict = judged.net(out.x_adv).argmax(dim=1) == y
+    assert torch.equal(out.robust, out.clean_correct & verdict)
+    assert int((out.clean_correct & ~out.robust).sum()) == sum(bool(b) for b in out.broken_by)
+    # without a base (an undefended encoder) it crafts on the model itself
+    alone = run_protocol(TinyClassifier(seed=4), x, y, EPS, protocol, torch.arange(len(x)))
+    assert not torch.equal(alone.x_adv, out.x_adv)
+
+
+def test_square_is_deterministic_per_sample_and_stays_in_the_ball():
+    model = TinyClassifier()
+    x, y = batch(6, seed=2)
+    seeds = torch.arange(6) + 40
+    whole = square(model, x, y, EPS, queries=60, restarts=1, norm="linf", seeds=seeds, stream=3)
+    again = square(model, x, y, EPS, queries=60, restarts=1, norm="linf", seeds=seeds, stream=3)
+    part = square(model, x[2:5], y[2:5], EPS, queries=60, restarts=1, norm="linf", seeds=seeds[2:5], stream=3)
+    assert torch.equal(whole.x_adv, again.x_adv) and torch.equal(part.x_adv, whole.x_adv[2:5])
+    assert float(ball("linf").norm(whole.x_adv - x).max()) <= EPS + 1e-7
+    assert float(whole.x_adv.min()) >= 0 and float(whole.x_adv.max()) <= 1
+    other = square(model, x, y, EPS, queries=60, restarts=1, norm="linf", seeds=seeds + 1, stream=3)
+    assert not torch.equal(other.x_adv, whole.x_adv)
+    assert whole.success.any()
+
+
+@pytest.fixture(scope="module")
+def defended():
+    eps = 16 / 255
+    x, y = prototype_data(24, seed=99)
+    return adversarially_trained(eps), x, y, eps
+
+
+def robust_counts(model, x, y, eps, name, craft_model=None):
+    protocol = PROTOCOLS[name]
+    seeds = torch.arange(len(x))
+    native = run_classification("native", model, x, y, eps, protocol, seeds, seed=0, craft_model=craft_model)
+    ref = run_classification("autoattack", model, x, y, eps, protocol, seeds, seed=0, craft_model=craft_model)
+    print(f"\n{name}: clean {int(native.clean_correct.sum())}, robust native {int(native.robust.sum())} vs "
+          f"pyautoattack {int(ref.robust.sum())}")
+    return native, ref
+
+
+@pytest.mark.parametrize("name", ["square", "aa-standard", "transfer-apgd"])
+def test_parity_with_pyautoattack_on_a_defended_model(defended, name):
+    """The native stages against pyautoattack's own run of the same attacks (batched, one global seed): as strong
+    within one sample. For the transfer preset both craft on another model and judge on this one."""
+    model, x, y, eps = defended
+    craft = adversarially_trained(eps, steps=60) if name.startswith("transfer") else None
+    native, ref = robust_counts(model, x, y, eps, name, craft)
+    assert 0 < int(native.robust.sum()) < int(native.clean_correct.sum())
+    assert abs(int(native.robust.sum()) - int(ref.robust.sum())) <= 1
+
+
+def test_aa_rand_parity_on_a_randomised_model():
+    """aa-rand (EOT 20) natively and through pyautoattack's rand-version settings, where every library call takes a
+    fresh draw: as strong within two samples (both are random searches over draws)."""
+    model = NoisyClassifier(sigma=0.05)
+    x, y = batch(16, seed=5)
+    eps = 10 / 255
+    native, ref = robust_counts(model, x, y, eps, "aa-rand")
+    assert abs(int(native.robust.sum()) - int(ref.robust.sum())) <= 2
+
+
+def test_fresh_draws_count_on():
+    with fresh_draws():
+        assert [current_draw() for _ in range(3)] == [1, 2, 3]
+    assert current_draw() == VERDICT
+
+
+def test_libraries_refuse_what_they_cannot_run_in_one_line():
+    for backend, name in (("torchattacks", "square"), ("torchattacks", "aa-standard")):
+        with pytest.raises(BenchError, match=f"{backend} backend cannot run") as exc:
+            check_backend(backend, PROTOCOLS[name])
+        assert "\n" not in str(exc.value)
+    check_backend("autoattack", PROTOCOLS["aa-standard"])
+    check_backend("autoattack", PROTOCOLS["aa-rand"])
+
+
+def test_notes_say_what_ran_on_a_dataset():
+    """aa-custom's APGD-T on a 5-class dataset runs 4 targets, and says so."""
+    assert PROTOCOLS["aa-custom"].summary(5).endswith("APGD-T 100 it × 4 targets")
+    assert PROTOCOLS["aa-custom"].summary(10).endswith("APGD-T 100 it × 9 targets")
+    assert "FAB-T 100 it × 4 targets" in PROTOCOLS["aa-standard"].summary(5)
+    assert "crafted on the undefended base" in PROTOCOLS["transfer-apgd"].summary(5)
+    assert "20 draws (EOT)" in PROTOCOLS["aa-rand"].summary(5)
