@@ -76,9 +76,13 @@ class Defence:
         """Passes of the image tower per defended inference (``with_original``: the original CLIP takes part)."""
         raise NotImplementedError
 
+    def prepare(self, encoder) -> None:
+        """Compute once, when ``encoder`` (the ``DefendedEncoder``) is built, what every inference reads (into
+        ``encoder.constants``), so that no inference — nor the plan's FLOP count of one — pays for it."""
+
     def embed(self, encoder, x: torch.Tensor) -> torch.Tensor:
         """Embeddings of [0,1] images ``x`` through the defended pipeline; ``encoder`` is the ``DefendedEncoder``
-        (its ``base``, ``original``, ``noise`` and ``blank_text``)."""
+        (its ``base``, ``original``, ``noise`` and ``constants``)."""
         raise NotImplementedError
 
 

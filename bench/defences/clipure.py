@@ -87,15 +87,12 @@ class ClipureCos(Defence):
     def cost(self, with_original: bool) -> InferenceCost:
         return InferenceCost(1, 0)  # the purification works on one embedding: no pass of the tower
 
+    def prepare(self, encoder) -> None:
+        """The (1, D) mean of the blank prompts' unit text embeddings."""
+        prompts = list(BLANK_PROMPTS[self.opts["blank"]])
+        encoder.constants["clipure-blank"] = encoder.encode_text(prompts).float().mean(dim=0, keepdim=True)
+
     def embed(self, encoder, x: torch.Tensor) -> torch.Tensor:
-        blank = self.blank(encoder).to(device=x.device)
+        blank = encoder.constants["clipure-blank"].to(device=x.device)
         z = F.normalize(encoder.base(x).float(), dim=-1)
         return purify(z, blank, int(self.opts["steps"]), self.opts["step_size"], current_backward() == "bpda")
-
-    def blank(self, encoder) -> torch.Tensor:
-        """(1, D) mean of the blank prompts' unit text embeddings, computed once per encoder."""
-        key = ("clipure-blank", self.opts["blank"])
-        if key not in encoder.constants:
-            prompts = list(BLANK_PROMPTS[self.opts["blank"]])
-            encoder.constants[key] = encoder.encode_text(prompts).float().mean(dim=0, keepdim=True)
-        return encoder.constants[key]

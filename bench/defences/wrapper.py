@@ -46,6 +46,7 @@ class DefendedEncoder(nn.Module):
         m = base.meta
         self.meta = EncoderMeta(f"{m.name}+{defence.spelling}", m.arch, m.method, m.train_eps,
                                 f"{m.source}; test-time defence {defence.label}", m.checkpoint_sha256)
+        defence.prepare(self)
 
     @property
     def tower(self) -> nn.Module:
