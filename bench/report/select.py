@@ -223,13 +223,12 @@ def encoder_order(names: Iterable[str]) -> list[str]:
     registry = {n: i for i, n in enumerate(ENCODERS.names())}
     first_seen = {}
     for n in names:
-        first_seen.setdefault(n.split(" [", 1)[0], len(first_seen))
         first_seen.setdefault(n.split(" [", 1)[0].split("+", 1)[0], len(first_seen))
 
     def key(label: str):
         name = label.split(" [", 1)[0]
         base = name.split("+", 1)[0]  # an encoder under a test-time defence sits right after its base
         known = base in registry
-        return (not known, registry[base] if known else first_seen[name], base != name, label != name, label)
+        return (not known, registry[base] if known else first_seen[base], base != name, label != name, label)
 
     return sorted(names, key=key)
