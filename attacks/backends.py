@@ -41,7 +41,7 @@ def run_classification(backend: str, model, x: torch.Tensor, y: torch.Tensor, ep
                        seeds: torch.Tensor, *, seed: int, precision: str = "fp32",
                        splitter: BatchSplitter | None = None, craft_model=None) -> ClassificationOutcome:
     """Run ``protocol`` with ``backend``; ``seeds`` are the native per-sample seeds, ``seed`` the run seed the
-    libraries use. ``craft_model``: what a transfer protocol crafts on (see ``run_protocol``)."""
+    libraries use. ``craft_model``: what a transfer protocol crafts on (see ``run_protocol``; native only)."""
     check_backend(backend, protocol, precision)
     if backend == "native":
         return run_protocol(model, x, y, eps, protocol, seeds, precision=precision, splitter=splitter,
@@ -54,8 +54,7 @@ def run_classification(backend: str, model, x: torch.Tensor, y: torch.Tensor, ep
     x_adv = x.detach().clone()
     idx = torch.nonzero(clean_correct).flatten()
     if idx.numel() and protocol.stages:
-        attacked = craft_model if protocol.craft_on == "base" and craft_model is not None else model
-        attack = LIBRARY_ATTACKS[backend](attacked, protocol, eps, seed, clean_logits.shape[1], x.device)
+        attack = LIBRARY_ATTACKS[backend](model, protocol, eps, seed, clean_logits.shape[1], x.device)
         cuda = [x.device] if x.device.type == "cuda" else []
         # the libraries reseed the global generators; a randomised model gets a fresh draw per library call (their
         # own EOT loops), never the verdict's
@@ -83,6 +82,9 @@ def check_backend(backend: str, protocol: Protocol, precision: str = "fp32") -> 
         return
     if precision != "fp32":
         raise BenchError(f"the {backend} backend runs in fp32 only; drop --precision {precision} or use native")
+    if protocol.craft_on == "base":  # the libraries judge success on the model they attack and stop there
+        raise BenchError(f"the {backend} backend cannot run the transfer protocol {protocol.name}: it would judge "
+                         "and stop on the undefended base; use --attack-backend native")
     for stage in protocol.stages:
         if not _library_runs(backend, stage, protocol.norm) or (stage.method == "pgd" and protocol.eot > 1):
             raise BenchError(f"the {backend} backend cannot run stage {stage.label()} of {protocol.name}; "
