@@ -15,7 +15,9 @@ does. Every adversarial image a library returns is re-scored here in fp32 and ch
 Which losses a library runs, and under which name, is part of each loss's spec (``LossSpec.reference``): for
 ``autoattack`` the attack name in pyautoattack's ``attacks=[...]`` ("apgd-ce", "apgd-dlr", "apgd-t"), for
 ``torchattacks`` the ``loss`` of ``torchattacks.APGD`` ("ce", "dlr") or, for a targeted loss, APGDT's own
-("dlr-targeted"). A protocol with a loss a library lacks is refused before anything runs.
+("dlr-targeted"). A protocol with a loss a library lacks is refused before anything runs. FAB-T and Square stages
+run under pyautoattack's own names ("fab-t", "square"; torchattacks is not used for them). A protocol's EOT is the
+libraries' ``eot_iter``, and a randomised model gets a fresh draw on every library call (``attacks.eot``).
 """
 
 from __future__ import annotations
@@ -23,27 +25,31 @@ from __future__ import annotations
 import torch
 from pyautoattack import AutoAttack
 from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+from pyautoattack.fab_pt import FABAttack_PT
+from pyautoattack.square import SquareAttack
 
 from attacks.base import ball
+from attacks.eot import backward, fresh_draws
+from attacks.library_stages import LIBRARY_NORM, SQUARE_P_INIT, SQUARE_RESCALE_SCHEDULE
 from attacks.losses import UNSUPPORTED
 from attacks.memory import BatchSplitter
 from attacks.protocols import ClassificationOutcome, Protocol, Stage, check_classes, run_protocol, score
 from bench.core.errors import BenchError
 
 BACKENDS = ("native", "autoattack", "torchattacks")
-LIBRARY_NORM = {"linf": "Linf", "l2": "L2"}
 TORCHATTACKS_PGD_LOSS = "ce"  # torchattacks.PGD maximises the cross-entropy and nothing else
 TORCHATTACKS_TARGETED_LOSS = "dlr-targeted"  # torchattacks.APGDT, its only targeted APGD
 
 
 def run_classification(backend: str, model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol: Protocol,
                        seeds: torch.Tensor, *, seed: int, precision: str = "fp32",
-                       splitter: BatchSplitter | None = None) -> ClassificationOutcome:
+                       splitter: BatchSplitter | None = None, craft_model=None) -> ClassificationOutcome:
     """Run ``protocol`` with ``backend``; ``seeds`` are the native per-sample seeds, ``seed`` the run seed the
-    libraries use."""
+    libraries use. ``craft_model``: what a transfer protocol crafts on (see ``run_protocol``; native only)."""
     check_backend(backend, protocol, precision)
     if backend == "native":
-        return run_protocol(model, x, y, eps, protocol, seeds, precision=precision, splitter=splitter)
+        return run_protocol(model, x, y, eps, protocol, seeds, precision=precision, splitter=splitter,
+                            craft_model=craft_model)
     splitter = splitter or BatchSplitter()
     clean_logits = score(model, x, splitter)
     check_classes(protocol, clean_logits.shape[1])
@@ -54,7 +60,9 @@ def run_classification(backend: str, model, x: torch.Tensor, y: torch.Tensor, ep
     if idx.numel() and protocol.stages:
         attack = LIBRARY_ATTACKS[backend](model, protocol, eps, seed, clean_logits.shape[1], x.device)
         cuda = [x.device] if x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):  # the libraries reseed the global generators
+        # the libraries reseed the global generators; a randomised model gets a fresh draw per library call (their
+        # own EOT loops), never the verdict's
+        with torch.random.fork_rng(devices=cuda), fresh_draws(), backward(protocol.backward):
             torch.manual_seed(seed)
             for chunk, adv in splitter.map(lambda c: attack(x[c], y[c]), idx):
                 x_adv[chunk] = adv.detach().to(x.dtype)
@@ -78,14 +86,17 @@ def check_backend(backend: str, protocol: Protocol, precision: str = "fp32") -> 
         return
     if precision != "fp32":
         raise BenchError(f"the {backend} backend runs in fp32 only; drop --precision {precision} or use native")
+    if protocol.craft_on == "base":  # the libraries judge success on the model they attack and stop there
+        raise BenchError(f"the {backend} backend cannot run the transfer protocol {protocol.name}: it would judge "
+                         "and stop on the undefended base; use --attack-backend native")
     for stage in protocol.stages:
-        if not _library_runs(backend, stage, protocol.norm):
+        if not _library_runs(backend, stage, protocol.norm) or (stage.method == "pgd" and protocol.eot > 1):
             raise BenchError(f"the {backend} backend cannot run stage {stage.label()} of {protocol.name}; "
                              "use --attack-backend native")
     if backend == "autoattack":  # one APGD object for the untargeted losses, one for the targeted one
         for targeted in (False, True):
             settings = {(s.iterations, s.restarts, s.targets) for s in protocol.stages
-                        if s.loss_spec.targeted == targeted}
+                        if s.method == "apgd" and s.loss_spec.targeted == targeted}
             if len(settings) > 1:
                 raise BenchError(f"protocol {protocol.name} needs two differently configured AutoAttack APGD "
                                  "objects; use --attack-backend native")
@@ -93,6 +104,8 @@ def check_backend(backend: str, protocol: Protocol, precision: str = "fp32") -> 
 
 def _library_runs(backend: str, stage: Stage, norm: str) -> bool:
     """Whether ``backend`` has an attack that runs ``stage`` as the native engine would."""
+    if stage.method in LIBRARY_METHOD_NAMES:  # FAB-T and Square: pyautoattack's, as the native stages run them
+        return backend == "autoattack" and LIBRARY_METHOD_NAMES[stage.method] == (stage.method, stage.loss)
     name = stage.loss_spec.reference_name(backend)
     if name == UNSUPPORTED:
         return False
@@ -112,18 +125,30 @@ def _check_in_ball(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str, 
 
 
 def _targets(stage: Stage, n_classes: int) -> int:
-    return min(stage.targets, n_classes - 1)
+    return stage.n_targets(n_classes)
+
+
+# stage methods pyautoattack runs under an attack name of their own: (method, loss the native stage uses) and name
+LIBRARY_METHOD_NAMES = {"fab": ("fab", "margin-targeted"), "square": ("square", "margin")}
+LIBRARY_NAMES = {"fab": "fab-t", "square": "square"}
 
 
 def _autoattack(model, protocol: Protocol, eps: float, seed: int, n_classes: int, device):
     norm = LIBRARY_NORM[protocol.norm]
-    names = [s.loss_spec.reference_name("autoattack") for s in protocol.stages]
+    names = [LIBRARY_NAMES.get(s.method) or s.loss_spec.reference_name("autoattack") for s in protocol.stages]
     aa = AutoAttack(model, attacks=names, eps=eps, norm=norm, version="custom", seed=seed, device=device)
-    common = dict(norm=norm, eps=eps, seed=seed, rho=0.75, eot_iter=1, device=device, logger=aa.logger)
+    common = dict(norm=norm, eps=eps, seed=seed, rho=0.75, eot_iter=protocol.eot, device=device, logger=aa.logger)
     for stage in protocol.stages:
         # fresh objects: the checkpoint schedule is derived from n_iter in the constructor; AutoAttack sets the
         # untargeted object's loss from the attack name before each run
-        if stage.loss_spec.targeted:
+        if stage.method == "fab":  # AutoAttack sets targeted and one restart itself for "fab-t"
+            aa.fab = FABAttack_PT(model, norm=norm, n_iter=stage.iterations, eps=eps, seed=seed, device=device,
+                                  n_target_classes=_targets(stage, n_classes))
+        elif stage.method == "square":
+            aa.square = SquareAttack(model, norm=norm, n_queries=stage.iterations, eps=eps, p_init=SQUARE_P_INIT,
+                                     n_restarts=stage.restarts, seed=seed, resc_schedule=SQUARE_RESCALE_SCHEDULE,
+                                     device=device)
+        elif stage.loss_spec.targeted:
             aa.apgd_targeted = APGDAttack_targeted(model, n_iter=stage.iterations, n_restarts=stage.restarts,
                                                    n_target_classes=_targets(stage, n_classes), **common)
         else:
@@ -149,11 +174,11 @@ def _torchattacks(model, protocol: Protocol, eps: float, seed: int, n_classes: i
     for stage in protocol.stages:
         if stage.method == "apgd" and stage.loss_spec.targeted:  # APGDT on its targeted DLR (check_backend)
             attacks.append(torchattacks.APGDT(model, norm=norm, eps=eps, steps=stage.iterations,
-                                              n_restarts=stage.restarts, seed=seed, rho=0.75,
+                                              n_restarts=stage.restarts, seed=seed, rho=0.75, eot_iter=protocol.eot,
                                               n_classes=_targets(stage, n_classes) + 1))
         elif stage.method == "apgd":
             attacks.append(torchattacks.APGD(model, norm=norm, eps=eps, steps=stage.iterations,
-                                             n_restarts=stage.restarts, seed=seed,
+                                             n_restarts=stage.restarts, seed=seed, eot_iter=protocol.eot,
                                              loss=stage.loss_spec.reference_name("torchattacks"), rho=0.75))
         else:  # ℓ∞ PGD without momentum (check_backend); it returns its last iterate, the native PGD the first
             # successful one
@@ -165,6 +190,8 @@ def _torchattacks(model, protocol: Protocol, eps: float, seed: int, n_classes: i
 LIBRARY_ATTACKS = {"autoattack": _autoattack, "torchattacks": _torchattacks}
 
 
-def describe(protocol: Protocol, backend: str) -> str:
-    """The protocol text of result rows: the native engine's summary, or the summary tagged with the library."""
-    return protocol.summary() if backend == "native" else f"{protocol.summary()} [backend: {backend}]"
+def describe(protocol: Protocol, backend: str, n_classes: int | None = None) -> str:
+    """The protocol text of result rows and cards: the native engine's summary, or the summary tagged with the
+    library; with ``n_classes``, what ran on a dataset of that many classes (target classes at most C − 1)."""
+    text = protocol.summary(n_classes) if isinstance(protocol, Protocol) else protocol.summary()
+    return text if backend == "native" else f"{text} [backend: {backend}]"

@@ -100,9 +100,14 @@ def sample_noise(shape: tuple[int, ...], seeds: torch.Tensor, stream: int, dtype
     out = torch.empty((len(seeds), *shape), dtype=dtype)
     gen = torch.Generator()
     for i, s in enumerate(seeds.tolist()):
-        gen.manual_seed((int(s) * 1_000_003 + stream * 7_919) % (2**63 - 1))
+        gen.manual_seed(sample_seed(s, stream))
         out[i] = torch.rand(shape, generator=gen, dtype=dtype) * 2 - 1
     return out
+
+
+def sample_seed(seed: int, stream: int) -> int:
+    """The generator seed of one sample's random stream ``stream`` (its random starts, a library attack's seed)."""
+    return (int(seed) * 1_000_003 + stream * 7_919) % (2**63 - 1)
 
 
 @dataclass

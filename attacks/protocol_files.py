@@ -6,9 +6,12 @@ one schema, checked here with one-line errors that name the file and the field.
     description = "FARE's AutoAttack ..."    # one line, for `bench list` (not part of the cell's identity)
     aliases = []                             # other names it answers to (optional)
     norm = "linf"                            # threat model: linf or l2 (default linf)
+    craft_on = "model"                       # or "base": crafted on a defended encoder's undefended base (transfer)
+    eot = 1                                  # draws of a randomised defence each gradient averages over
+    backward = "autograd"                    # or "bpda": how gradients pass a test-time defence
 
     [[stages]]                               # in order; each attacks the points the stages before it left robust
-    method = "apgd"                          # apgd | pgd
+    method = "apgd"                          # apgd | pgd (native); fab | square (run by pyautoattack)
     loss = "ce"                              # a registered loss (`attacks.losses`): ce, dlr, dlr-targeted, ...
     iterations = 100
     restarts = 5                             # optional (default 1)
@@ -47,13 +50,18 @@ def read_protocol(path: str | Path) -> tuple[Protocol, tuple[str, ...]]:
     data.check(head.get("norm", "linf") in BALLS, "norm", f"unknown threat model {head.get('norm')!r} (known: "
                f"{', '.join(BALLS)})")
     data.check(isinstance(stages, list), "stages", "expected an array of tables ([[stages]])")
-    return Protocol(**head, stages=tuple(read_stage(data, s, f"stages[{i}]") for i, s in enumerate(stages))), aliases
+    parsed = tuple(read_stage(data, s, f"stages[{i}]") for i, s in enumerate(stages))
+    try:
+        return Protocol(**head, stages=parsed), aliases
+    except ValueError as exc:  # craft_on, backward and eot are checked by the Protocol itself
+        raise data.error("", str(exc)) from exc
 
 
 def read_stage(data: DataFile, raw, field: str) -> Stage:
-    stage = Stage(**data.table(raw, field, Stage))
-    data.check(stage.method in METHODS, f"{field}.method", f"unknown method {stage.method!r} (known: "
+    fields = data.table(raw, field, Stage)
+    data.check(fields["method"] in METHODS, f"{field}.method", f"unknown method {fields['method']!r} (known: "
                f"{', '.join(METHODS)})")
+    stage = Stage(**fields)
     try:
         spec = LOSSES.get(stage.loss)
     except BenchError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -16,20 +17,37 @@ import torch
 
 from attacks.apgd import apgd
 from attacks.base import AttackResult
+from attacks.eot import BACKWARDS, FIRST_ATTACK_DRAW, backward, drawing
+from attacks.library_stages import fab_targeted, square
 from attacks.losses import LOSSES, LossSpec, classification_objective
 from attacks.memory import BatchSplitter
 from attacks.pgd import pgd
 from bench.core.checkpoints import atomic_write_bytes, load_tensors, save_tensors
 from bench.core.errors import BenchError
 
-METHODS = ("apgd", "pgd")  # the algorithms a stage can run (``_attack``)
+
+# What each stage method is. ``apgd`` and ``pgd`` are the native engine's; ``fab`` (FAB-T) and ``square`` run in
+# pyautoattack (``attacks.library_stages``). ``cost``: pass-equivalents of one iteration (a forward pass is a third of a
+# forward+backward one: Square's queries are forwards); ``picks_targets``: the method runs its target classes itself.
+@dataclass(frozen=True)
+class StageMethod:
+    label: str  # what a stage label calls it ("" : method and loss, e.g. APGD-CE)
+    unit: str  # what ``iterations`` counts
+    cost: float = 1.0
+    picks_targets: bool = False
+    eot: bool = True  # its gradients average over the protocol's EOT draws (FAB and Square see one draw)
+
+
+METHODS = {"apgd": StageMethod("", "it"), "pgd": StageMethod("", "it"),
+           "fab": StageMethod("FAB-T", "it", picks_targets=True, eot=False),
+           "square": StageMethod("Square", "queries", 1 / 3, eot=False)}
 
 
 @dataclass(frozen=True)
 class Stage:
-    method: str  # one of METHODS
+    method: str  # a key of METHODS: apgd | pgd | fab | square
     loss: str  # a registered classification loss (attacks.losses.LOSSES): ce | dlr | dlr-targeted | …
-    iterations: int
+    iterations: int  # iterations, or Square's queries
     restarts: int = 1
     targets: int = 0  # target classes tried, for targeted losses
     momentum: float = 0.0  # pgd only
@@ -38,30 +56,43 @@ class Stage:
     # misclassified iterate; a weaker verdict, since a point broken midway may be classified correctly again
     last_iterate: bool = False
 
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown stage method {self.method!r}; expected one of {', '.join(METHODS)}")
+
     @property
     def loss_spec(self) -> LossSpec:
         return LOSSES.get(self.loss)
 
-    def label(self) -> str:
-        head = f"{self.method.upper()}-{self.loss_spec.label}"
-        reps = f"{self.targets} targets" if self.targets else f"{self.restarts} restart{'s' * (self.restarts > 1)}"
+    def label(self, n_classes: int | None = None) -> str:
+        """``APGD-CE 100 it × 1 restart``; with ``n_classes``, the target classes that actually run on a dataset of
+        that many classes (at most C − 1)."""
+        method = METHODS[self.method]
+        head = method.label or f"{self.method.upper()}-{self.loss_spec.label}"
+        targets = self.targets if n_classes is None or not self.targets else min(self.targets, n_classes - 1)
+        reps = f"{targets} targets" if self.targets else f"{self.restarts} restart{'s' * (self.restarts > 1)}"
         extra = ([f"step {_levels(self.step_size)}"] if self.step_size is not None else []) + \
             (["last iterate"] if self.last_iterate else [])
-        return f"{head} {self.iterations} it × {reps}" + "".join(f", {e}" for e in extra)
+        return f"{head} {self.iterations:,} {method.unit} × {reps}" + "".join(f", {e}" for e in extra)
 
     def pgd_step(self, eps: float) -> float:
         return 2.5 * eps / self.iterations if self.step_size is None else self.step_size
 
     def target_ranks(self, n_classes: int) -> list[int | None]:
         """One attack per entry: for a targeted loss the rank of each target class tried (at most the C − 1 other
-        classes), otherwise a single untargeted attack (None)."""
-        if self.loss_spec.targeted:
-            return list(range(min(self.targets, n_classes - 1)))
+        classes), otherwise a single untargeted attack (None). A method that picks its targets itself runs once."""
+        if self.loss_spec.targeted and not METHODS[self.method].picks_targets:
+            return list(range(self.n_targets(n_classes)))
         return [None]
 
+    def n_targets(self, n_classes: int) -> int:
+        return min(self.targets, n_classes - 1)
+
     def passes(self, n_classes: int) -> int:
-        """Forward+backward passes one sample costs at most in this stage (robust through every run)."""
-        return self.iterations * self.restarts * max(1, len(self.target_ranks(n_classes)))
+        """Forward+backward passes (or their equivalent in forwards) one sample costs at most in this stage (robust
+        through every run)."""
+        runs = self.n_targets(n_classes) if self.loss_spec.targeted else 1
+        return math.ceil(self.iterations * self.restarts * max(1, runs) * METHODS[self.method].cost)
 
 
 def _levels(value: float) -> str:
@@ -95,15 +126,63 @@ class StagedProtocol:
         return out
 
 
+CRAFT_ON = ("model", "base")  # the model evaluated (a defended encoder's whole pipeline), or its undefended base
+# fields added to protocols after cells were stored: left out of a protocol's definition while they hold these
+# values, so that every cell computed before them keeps its run id
+LATER_FIELDS = {"craft_on": "model", "eot": 1, "backward": "autograd"}
+
+
 @dataclass(frozen=True)
 class Protocol(StagedProtocol):
     name: str
     description: str
     stages: tuple[Stage, ...] = ()
     norm: str = "linf"
+    # "base": every stage is crafted on the undefended encoder under a test-time defence and the result scored through
+    # the defence (the transfer protocol of the defences' own papers); "model": on what is evaluated
+    craft_on: str = "model"
+    eot: int = 1  # draws of a randomised model each gradient averages over (attacks.eot); FAB and Square take one
+    backward: str = "autograd"  # how gradients pass a test-time defence (attacks.eot.BACKWARDS)
 
-    def summary(self) -> str:
-        return " → ".join(s.label() for s in self.stages) or "clean"
+    def __post_init__(self):
+        if self.craft_on not in CRAFT_ON:
+            raise ValueError(f"craft_on must be one of {CRAFT_ON}, got {self.craft_on!r}")
+        if self.backward not in BACKWARDS:
+            raise ValueError(f"backward must be one of {BACKWARDS}, got {self.backward!r}")
+        if self.eot < 1 or (self.eot > 1 and not all(METHODS[s.method].eot for s in self.stages)):
+            raise ValueError(f"protocol {self.name}: EOT takes at least one draw and applies to gradient stages")
+
+    def definition(self) -> dict:
+        out = super().definition()
+        for name, default in LATER_FIELDS.items():
+            if out.get(name) == default:
+                out.pop(name)
+        return out
+
+    def passes(self, n_classes: int) -> int:
+        """Forward+backward passes (or their equivalent) one sample costs at most: every stage to its end, each
+        gradient stage once per EOT draw."""
+        return sum(s.passes(n_classes) * (self.eot if METHODS[s.method].eot else 1) for s in self.stages)
+
+    def summary(self, n_classes: int | None = None) -> str:
+        """The stages as they run (with ``n_classes``: the target classes a dataset of that many classes allows), and
+        how they see a test-time defence."""
+        text = " → ".join(s.label(n_classes) for s in self.stages) or "clean"
+        if self.craft_on == "base":
+            text += "; crafted on the undefended base, scored through the defence (transfer)"
+        if self.eot > 1:
+            text += f"; gradients averaged over {self.eot} draws (EOT)"
+        if self.backward != "autograd":
+            text += f"; {self.backward.upper()} backward through the defence"
+        return text
+
+
+# Resolved per encoder: the attack a test-time defence declares against itself (attacks/presets/adaptive.toml holds
+# what runs without a defence).
+ADAPTIVE = "adaptive"
+# AutoAttack's version for randomised defences (pyautoattack 0.2 autoattack.py, _set_version('rand')): the stages the
+# defences' declared adaptive attacks run (bench.defences), as attacks/presets/aa-rand.toml does with 20 EOT draws
+AA_RAND_STAGES = (Stage("apgd", "ce", 100), Stage("apgd", "dlr", 100))
 
 
 @dataclass
@@ -168,7 +247,7 @@ def score(model, x: torch.Tensor, splitter: BatchSplitter) -> torch.Tensor:
 
 def run_protocol(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol: Protocol, seeds: torch.Tensor,
                  *, precision: str = "fp32", state: ProtocolState | None = None, on_stage=None,
-                 splitter: BatchSplitter | None = None) -> ClassificationOutcome:
+                 splitter: BatchSplitter | None = None, craft_model=None) -> ClassificationOutcome:
     """Run ``protocol`` on classifier ``model`` for images ``x`` (in [0,1]) and labels ``y``.
 
     ``seeds`` (one per sample) fix every random start. ``state`` resumes after the last completed stage;
@@ -176,8 +255,10 @@ def run_protocol(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol: 
     forward passes on GPU only; a point counts as broken only once its adversarial image is misclassified in fp32
     (as AutoAttack re-scores), so a half-precision artefact never removes a point from the later stages.
     ``splitter`` splits attack batches that do not fit on the device (a new one per call by default).
+    ``craft_model``: the classifier a transfer protocol (``craft_on="base"``) crafts on — the undefended base of a
+    defended ``model``; every verdict is still ``model``'s. None: ``model`` itself.
     """
-    run = _ProtocolRun(model, x, y, eps, protocol, seeds, precision, splitter or BatchSplitter())
+    run = _ProtocolRun(model, x, y, eps, protocol, seeds, precision, splitter or BatchSplitter(), craft_model)
     check_classes(protocol, run.n_classes)
     if state is None:
         state = ProtocolState(0, run.clean_correct.clone(), x.detach().clone(), [""] * len(y),
@@ -193,9 +274,12 @@ def run_protocol(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol: 
 class _ProtocolRun:
     """One protocol on one batch: the clean scores every stage reads, the stages, and the final fp32 re-scoring."""
 
-    def __init__(self, model, x, y, eps: float, protocol: Protocol, seeds, precision: str, splitter: BatchSplitter):
+    def __init__(self, model, x, y, eps: float, protocol: Protocol, seeds, precision: str, splitter: BatchSplitter,
+                 craft_model=None):
         self.model, self.x, self.y, self.eps, self.protocol, self.seeds = model, x, y, eps, protocol, seeds
         self.precision, self.splitter = precision, splitter
+        # what the attack's forward passes see: the model judged, or (transfer) the undefended base under it
+        self.attacked = craft_model if protocol.craft_on == "base" and craft_model is not None else model
         self.clean_logits = score(model, x, splitter)
         self.finite_clean = torch.isfinite(self.clean_logits).all(dim=1)
         self.clean_correct = (self.clean_logits.argmax(dim=1) == y) & self.finite_clean
@@ -205,7 +289,7 @@ class _ProtocolRun:
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         """The attack's forward pass: half precision where the run asks for it, logits in fp32."""
         with _autocast(self.x.device, self.precision):
-            return self.model(inp).float()
+            return self.attacked(inp).float()
 
     def stage(self, si: int, state: ProtocolState) -> None:
         """Stage ``si`` on the points still robust: once, or once per target class for a targeted loss."""
@@ -216,25 +300,28 @@ class _ProtocolRun:
                 break
 
             def attack(chunk, rank=rank):
-                return _attack(self.forward, self.x[chunk], self.y[chunk], self.seeds[chunk.cpu()],
-                               self.clean_logits[chunk], self.eps, stage, self.protocol.norm, si * 100 + (rank or 0),
-                               rank)
+                with backward(self.protocol.backward):
+                    return _attack(self.forward, self.x[chunk], self.y[chunk], self.seeds[chunk.cpu()],
+                                   self.clean_logits[chunk], self.eps, stage, self.protocol, si * 100 + (rank or 0),
+                                   rank)
 
             for chunk, res in self.splitter.map(attack, idx):
                 self.record(stage, chunk, res, state)
 
     def record(self, stage: Stage, chunk: torch.Tensor, res: AttackResult, state: ProtocolState) -> None:
-        """Keep the attack's points; a claimed success breaks a sample only once fp32 re-scoring confirms it."""
+        """Keep the attack's points; a claimed success breaks a sample only once fp32 re-scoring confirms it. A
+        transfer stage claims nothing (its crafting model is not the one judged): every point it returns is scored."""
         self.nonfinite[chunk] |= res.nonfinite
         state.x_adv[chunk] = res.x_adv
-        claimed = chunk[res.success]
+        claims = torch.ones_like(res.success) if self.protocol.craft_on == "base" else res.success
+        claimed = chunk[claims]
         if not claimed.numel():
             return
-        logits = score(self.model, res.x_adv[res.success], self.splitter)
+        logits = score(self.model, res.x_adv[claims], self.splitter)
         confirmed = (logits.argmax(dim=1) != self.y[claimed]) | ~torch.isfinite(logits).all(dim=1)
         hit = claimed[confirmed]
         state.robust[hit] = False
-        state.iterations[hit] = res.iterations[res.success][confirmed]
+        state.iterations[hit] = res.iterations[claims][confirmed]
         for i in hit.tolist():
             state.broken_by[i] = stage.label()
 
@@ -249,13 +336,25 @@ class _ProtocolRun:
                                      self.nonfinite | ~finite_adv, state.x_adv)
 
 
-def _attack(forward, x, y, seeds, clean_logits, eps, stage: Stage, norm: str, stream: int, target_rank: int | None):
-    """One stage (or one target class of a targeted stage) on the points ``x``."""
+def _attack(forward, x, y, seeds, clean_logits, eps, stage: Stage, protocol: Protocol, stream: int,
+            target_rank: int | None):
+    """One stage (or one target class of a targeted stage) on the points ``x``. Gradient stages see a randomised
+    model through the protocol's EOT draws; FAB and Square through one attack draw (never the verdict's)."""
+    norm = protocol.norm
+    if stage.method in ("fab", "square"):
+        with drawing(FIRST_ATTACK_DRAW):
+            if stage.method == "square":
+                return square(forward, x, y, eps, queries=stage.iterations, restarts=stage.restarts, norm=norm,
+                              seeds=seeds, stream=stream)
+            return fab_targeted(forward, x, y, eps, iterations=stage.iterations,
+                                targets=stage.n_targets(clean_logits.shape[1]), norm=norm, seed=stream)
     target = None
     if target_rank is not None:
         # AutoAttack's choice: the (rank+2)-th most likely class on the clean image
         target = clean_logits.argsort(dim=1, descending=True)[:, target_rank + 1]
-    objective = classification_objective(forward, y, stage.loss, target)
+    objective = classification_objective(forward, y, stage.loss, target, draws=protocol.eot)
+    if protocol.craft_on == "base":
+        objective = whole_budget(objective)
     if stage.method == "apgd":
         return apgd(objective, x, eps, n_iter=stage.iterations, restarts=stage.restarts, norm=norm, seeds=seeds,
                     stream=stream)
@@ -269,3 +368,15 @@ def _attack(forward, x, y, seeds, clean_logits, eps, stage: Stage, norm: str, st
                        iterations=torch.full_like(res.iterations, stage.iterations))
     return pgd(objective, x, eps, n_iter=stage.iterations, step_size=stage.pgd_step(eps), momentum=stage.momentum,
                norm=norm, seeds=seeds, stream=stream, stop_on_success=True)
+
+
+def whole_budget(objective):
+    """``objective`` without its success flags: a transfer stage maximises the crafting model's loss for its whole
+    budget (the papers' PGD keeps its last iterate) and hands back its best point, instead of stopping where the
+    undefended base first misclassifies — a point the defence was never asked about."""
+
+    def run(x_adv: torch.Tensor, idx: torch.Tensor):
+        loss, success = objective(x_adv, idx)
+        return loss, torch.zeros_like(success)
+
+    return run

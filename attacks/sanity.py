@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 from pyautoattack.square import SquareAttack
 
-from attacks.backends import LIBRARY_NORM
+from attacks.eot import FIRST_ATTACK_DRAW, drawing
+from attacks.library_stages import LIBRARY_NORM
 from attacks.protocols import Protocol, run_protocol
 
 PREFIX = "sanity:"  # result rows carry metric "sanity:<check>" with value 1.0 (passed) or 0.0 (failed)
@@ -60,26 +61,29 @@ def robust_le_clean(clean_correct: torch.Tensor, robust: torch.Tensor) -> CheckR
 
 
 def more_iterations(model, x, y, eps: float, protocol: Protocol, seeds: torch.Tensor,
-                    config: SanityConfig) -> CheckResult:
-    """``x``: points the full protocol left robust. Its first stage, cut short, must not break any of them."""
+                    config: SanityConfig, craft_model=None) -> CheckResult:
+    """``x``: points the full protocol left robust. Its first stage, cut short (and crafted, drawn and differentiated
+    as the protocol's), must not break any of them."""
     first = protocol.stages[0]
     budgets = sorted({max(1, int(f * first.iterations)) for f in config.fractions} - {first.iterations})
     broken = {}
     for n_iter in budgets:
         short = replace(first, iterations=n_iter, restarts=1, targets=min(first.targets, 1))
-        out = run_protocol(model, x, y, eps, Protocol(short.label(), "sanity", (short,), protocol.norm), seeds)
+        cut = replace(protocol, name=short.label(), description="sanity", stages=(short,))
+        out = run_protocol(model, x, y, eps, cut, seeds, craft_model=craft_model)
         broken[short.label()] = int((~out.robust).sum())
     return CheckResult("more-iterations", not any(broken.values()), {"attacked": len(x), "broken_by": broken})
 
 
 def gradient_free(model, x, y, eps: float, protocol: Protocol, seed: int, config: SanityConfig) -> CheckResult:
     """``x``: points the gradient protocol left robust. Square, which never sees a gradient, must not break any."""
-
     square = SquareAttack(model, norm=LIBRARY_NORM[protocol.norm], n_queries=config.square_queries, eps=eps,
                           p_init=0.8, n_restarts=1, seed=seed, resc_schedule=True, device=x.device)
     cuda = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), torch.no_grad():
-        broken = model(square.perturb(x, y)).argmax(dim=1) != y
+        with drawing(FIRST_ATTACK_DRAW):  # a randomised model: Square searches on an attack draw, judged on the verdict
+            x_adv = square.perturb(x, y)
+        broken = model(x_adv).argmax(dim=1) != y
     return CheckResult("gradient-free", not bool(broken.any()), {
         "attacked": len(x), "queries": config.square_queries, "square_broken": int(broken.sum())})
 
@@ -90,10 +94,11 @@ def subset(clean_correct: torch.Tensor, config: SanityConfig) -> torch.Tensor:
 
 
 def attack_checks(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol: Protocol, seeds: torch.Tensor,
-                  seed: int, robust: torch.Tensor, config: SanityConfig) -> list[CheckResult]:
+                  seed: int, robust: torch.Tensor, config: SanityConfig, craft_model=None) -> list[CheckResult]:
     """The checks that attack again, on clean-correct samples ``x`` whose protocol verdict is ``robust``. Only the
     robust ones are attacked: a point the protocol broke cannot be evidence against it (and an undefended model
-    costs nothing to check)."""
+    costs nothing to check). ``craft_model``: a transfer protocol's base (see ``run_protocol``); Square attacks the
+    model judged, so it also tells how much a transfer protocol leaves unbroken."""
     if not len(x) or not protocol.stages:
         return []
     keep = torch.nonzero(robust).flatten()
@@ -101,7 +106,7 @@ def attack_checks(model, x: torch.Tensor, y: torch.Tensor, eps: float, protocol:
         return [CheckResult(name, True, {"attacked": 0}) for name in ("more-iterations", "gradient-free")]
     xs, ys, ss = x[keep], y[keep], seeds[keep.cpu()]
     with one_cpu_thread(x.device):
-        return [more_iterations(model, xs, ys, eps, protocol, ss, config),
+        return [more_iterations(model, xs, ys, eps, protocol, ss, config, craft_model),
                 gradient_free(model, xs, ys, eps, protocol, seed, config)]
 
 

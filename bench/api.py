@@ -29,6 +29,7 @@ from torch import nn
 
 from bench.core.eps import parse_eps
 from bench.core.errors import BenchError
+from bench.defences import make_defence
 from bench.encoders.base import EncoderMeta
 from bench.encoders.registry import ENCODERS, EncoderSpec
 from bench.runner import RunRequest, run
@@ -128,13 +129,14 @@ def evaluate(image_encoder: nn.Module, text_embeddings: torch.Tensor | Mapping[s
              datasets: Sequence[str] = (), n_samples: int | None = None, seed: int = 0,
              out: str | Path = "results", device: str = "cpu", batch_size: int | None = None,
              method: str = "external", train_eps: str | None = None, force: bool = False,
-             progress: bool = False) -> pd.DataFrame:
+             progress: bool = False, defence: str | None = None) -> pd.DataFrame:
     """Zero-shot clean and robust accuracy of ``image_encoder`` on ``suite`` (see the module docstring); returns
     the tidy rows `bench run` returns and stores them (with run cards and per-sample records) under ``out``.
 
     ``text_embeddings``: {dataset: (C, D) tensor} (a bare tensor when one dataset is evaluated); or ``tokenizer``
     (list of str → tokens) and ``text_model`` (tokens → (N, D)). ``method``/``train_eps`` ("4/255") label the rows
-    when the model is a defence trained at a known ε.
+    when the model is a defence trained at a known ε. ``defence``: a test-time defence to run it under, spelled as
+    after the ``+`` of ``--encoder clip+ttc`` ("ttc", "clipure:blank=a-photo-of-a"; rows name it ``{name}+ttc``).
     """
     if not isinstance(image_encoder, nn.Module):
         raise BenchError(f"image_encoder must be a torch.nn.Module, got {type(image_encoder).__name__}")
@@ -151,7 +153,8 @@ def evaluate(image_encoder: nn.Module, text_embeddings: torch.Tensor | Mapping[s
                        f"python: {type(image_encoder).__module__}.{type(image_encoder).__qualname__}",
                        tensors_sha256(image_encoder, given, *([text_model] if text_model is not None else [])))
     encoder = ExternalEncoder(image_encoder, meta, int(first.images.shape[-1]), given, tokenizer, text_model)
-    spec = EncoderSpec(name, method, trained_at, source=ModuleSource(encoder), description=meta.source)
+    spec = EncoderSpec(name, method, trained_at, source=ModuleSource(encoder), description=meta.source,
+                       defence=make_defence(defence) if defence else None)
     req = RunRequest(suite=suite, encoders=(spec,), attack=attack, eps=tuple(parse_eps(e) for e in eps_list),
                      tasks=("zeroshot",), datasets=tuple(datasets), n_samples=n_samples, seed=seed, out=Path(out),
                      device=device, batch_size=batch_size, force=force, allow_training=False, progress=progress)

@@ -27,7 +27,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", action="append", metavar="NAME",
                    help="encoder(s), repeatable or comma-separated (default: clip; see `bench list encoders`): a "
                    "registered NAME, hf-hub:ORG/REPO (any whole open_clip CLIP, named ORG/REPO in tables) or "
-                   "NAME=SOURCE (SOURCE: an image-tower file, a URL, hf-hub:ORG/REPO[/FILE] or train)")
+                   "NAME=SOURCE (SOURCE: an image-tower file, a URL, hf-hub:ORG/REPO[/FILE] or train); any of them "
+                   "under a test-time defence with +DEFENCE[:OPTION=VALUE…] (clip+ttc; see `bench list defences`)")
     p.add_argument("--base", metavar="ARCH/TAG",
                    help="what NAME=SOURCE towers go onto: micro, ARCH/TAG (ViT-B-32/openai) or ARCH/hf-hub:ORG/REPO "
                    "(default: the suite's base)")
@@ -92,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "`bench run` also trains missing ones on demand")
     train_command.add_arguments(p)
 
-    p = sub.add_parser("list", help="list encoders, attacks, tasks, suites, training objectives and encoder sources")
-    p.add_argument("what", nargs="?", choices=["encoders", "attacks", "tasks", "suites", "objectives", "sources"],
-                   help="one kind only")
+    p = sub.add_parser("list", help="list encoders, attacks, tasks, suites, training objectives, encoder sources and "
+                       "test-time defences")
+    p.add_argument("what", nargs="?", choices=["encoders", "attacks", "tasks", "suites", "objectives", "sources",
+                                               "defences"], help="one kind only")
     return parser
 
 

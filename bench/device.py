@@ -68,7 +68,10 @@ def precision_scope(encoder, device: torch.device, precision: str):
 
 
 def passes_per_sample(protocol, n_classes: int) -> int:
-    """Forward+backward passes one sample costs at most (it stays robust through every stage and restart)."""
+    """Forward+backward passes one sample costs at most (it stays robust through every stage and restart; a
+    classification protocol counts each EOT draw)."""
+    if hasattr(protocol, "passes"):
+        return protocol.passes(n_classes)
     return sum(stage.passes(n_classes) for stage in protocol.stages)
 
 
@@ -160,8 +163,10 @@ def sanity_passes(protocol, config) -> float:
 
 
 def describe_plan(encoder_name: str, device: torch.device, costs: list[CellCost], flops: tuple[float, float],
-                  seconds: float, batch: int, world: int = 1) -> str:
-    """One paragraph: what the remaining cells of one encoder cost, as an upper bound and an estimate in time."""
+                  seconds: float, batch: int, world: int = 1, defence: str = "") -> str:
+    """One paragraph: what the remaining cells of one encoder cost, as an upper bound and an estimate in time;
+    ``defence``: what one inference of its test-time defence costs (the FLOPs and timing are of the whole defended
+    pipeline: they include it)."""
     attacked = sum(c.samples * c.passes for c in costs)
     forwards = sum(c.samples * 2 for c in costs)  # clean and final scoring forward per sample
     checks = sum(c.extra_passes for c in costs)
@@ -169,7 +174,9 @@ def describe_plan(encoder_name: str, device: torch.device, costs: list[CellCost]
     total_flops = attacked * fwd_bwd + forwards * fwd
     eta = (attacked + forwards / 3) * seconds / max(1, world) + checks * seconds
     samples = sum(c.samples for c in costs)
-    return (f"plan for {encoder_name} on {device}{f' × {world} processes' if world > 1 else ''}: "
+    under = (f" (under its test-time defence, {defence}; every pass below is one of the whole defended pipeline)"
+             if defence else "")
+    return (f"plan for {encoder_name} on {device}{f' × {world} processes' if world > 1 else ''}{under}: "
             f"{len(costs)} cell(s), {samples:,} samples to compute, ≤ {attacked:,} forward+backward passes "
             f"(upper bound: every sample stays robust to the end of every stage) and {forwards:,} scoring forwards, "
             f"plus the gradient-masking checks (≤ {checks:,.0f} pass-equivalents on one thread); "

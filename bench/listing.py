@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from attacks.registry import ATTACKS
 from bench.core.registry import Entry, Registry
+from bench.defences import DEFENCES
 from bench.encoders.registry import ENCODERS
 from bench.encoders.sources import SOURCES
 from bench.suites import SUITES
@@ -52,6 +53,7 @@ def listing(what: str | None = None) -> str:
         "suites": ("suites", SUITES, _plain),
         "objectives": ("training objectives", OBJECTIVES, _plain),
         "sources": ("encoder sources (--encoder NAME=SOURCE)", SOURCES, _plain),
+        "defences": ("test-time defences (--encoder NAME+DEFENCE, e.g. clip+ttc)", DEFENCES, _plain),
     }
     out = []
     for kind, (title, registry, describe) in kinds.items():

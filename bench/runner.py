@@ -12,7 +12,7 @@ import contextlib
 import difflib
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +29,9 @@ from bench.core.eps import Eps
 from bench.core.errors import BenchError, NeedsTraining
 from bench.core.provenance import git_sha, is_dirty, now_iso, versions
 from bench.core.suite import Suite
+from bench.defences import declared_protocol
+from bench.encoders.defended import DefendedEncoder
+from bench.encoders.registry import ENCODERS
 from bench.encoders.resolve import resolve_encoders
 from bench.sharding import Shards
 from bench.sharding import init as init_shards
@@ -104,6 +107,11 @@ def _validate(req: RunRequest, suite: Suite) -> tuple[list, list[str], list[str]
     protocol = resolve_attack(req.attack)
     for t in tasks:  # a classification protocol on a vision-language task, or the other way round, is refused
         protocol_for(TASKS.get(t), req.attack, req.backend)
+    defended = [s.full_name for s in encoders if s.defence is not None]
+    reads_tokens = [t for t in tasks if hasattr(TASKS.get(t), "protocol")]
+    if defended and reads_tokens:
+        raise BenchError(f"{defended[0]}: a test-time defence acts on the embedding zero-shot classification reads; "
+                         f"task {reads_tokens[0]} reads patch tokens (run it with --task zeroshot)")
     if protocol.stages and not req.eps:
         raise BenchError(f"--attack {protocol.name} needs at least one --eps (e.g. --eps 4/255)")
     check_backend(req.backend, protocol, dev.attack_precision(req.precision))
@@ -135,12 +143,24 @@ def plan(req: RunRequest) -> tuple[Suite, list, list[tuple[str, str]], list[tupl
 
 
 def cell_config(req: RunRequest, suite: str, encoder_meta, task, dataset: str, protocol, eps: Eps, n_samples: int,
-                backend: str) -> CellConfig:
-    """The identity of one cell: what it measures and everything that produced it (see ``CellConfig``)."""
+                backend: str, defence: dict | None = None) -> CellConfig:
+    """The identity of one cell: what it measures and everything that produced it (see ``CellConfig``);
+    ``defence``: the identity of the test-time defence the encoder runs under (``DefendedEncoder.identity``)."""
     return CellConfig(suite, encoder_meta.name, encoder_meta.checkpoint_sha256, task.name, dataset, protocol.name,
                       eps.value, eps.label, n_samples, req.seed, backend=backend, precision=req.precision,
                       protocol=protocol.definition(), metric_definition=task.metric_definition,
-                      engine_version=ENGINE_VERSION)
+                      engine_version=ENGINE_VERSION, defence=defence)
+
+
+def defence_identity(encoder) -> dict | None:
+    """What a cell's identity holds of the encoder's test-time defence (None without one)."""
+    return encoder.identity() if isinstance(encoder, DefendedEncoder) else None
+
+
+def cell_protocol(task, attack: str, backend: str, spec):
+    """The protocol a cell runs: the preset for the task, ``adaptive`` resolved to what the encoder's test-time
+    defence declares against itself."""
+    return declared_protocol(protocol_for(task, attack, backend), spec.defence)
 
 
 def run(req: RunRequest) -> pd.DataFrame:
@@ -163,8 +183,9 @@ def run(req: RunRequest) -> pd.DataFrame:
                       f"prices and computes its cells", file=sys.stderr)
                 continue
         else:  # rank 0 first: it downloads (or trains) what is missing, the others then read it from the cache
-            encoder = shards.rank0_first(lambda spec=spec: suite.load_encoder(
-                spec, str(device), allow_training=req.allow_training and shards.world == 1, progress=req.progress))
+            encoder = shards.rank0_first(lambda spec=spec: load_encoder(
+                suite, spec, device, req.seed, allow_training=req.allow_training and shards.world == 1,
+                progress=req.progress))
         batch_size = req.batch_size or dev.fit_batch(encoder, device, suite.batch_size)
         cells = []
         for task_name, dataset in pairs:
@@ -176,9 +197,9 @@ def run(req: RunRequest) -> pd.DataFrame:
             data = data_cache[(task_name, dataset)]
             for attack, eps in budgets:
                 backend = req.backend if attack != "none" else "native"
-                protocol = protocol_for(task, attack, backend)
+                protocol = cell_protocol(task, attack, backend, spec)
                 cfg = cell_config(req, suite.name, encoder.meta, task, dataset, protocol, eps,
-                                  len(task.sample_ids(data)), backend)
+                                  len(task.sample_ids(data)), backend, defence_identity(encoder))
                 cells.append(Cell(cfg, task, data, encoder, protocol))
         if shards.main:
             _print_plan(store, cells, encoder, device, batch_size, req, shards.world)
@@ -197,12 +218,27 @@ def run(req: RunRequest) -> pd.DataFrame:
     return rows
 
 
-def load_if_trained(suite: Suite, spec, device, progress: bool = False):
+def load_if_trained(suite: Suite, spec, device, progress: bool = False, seed: int = 0):
     """The encoder if loading it trains nothing (cached, downloaded or never trained); None if it needs training."""
     try:
-        return suite.load_encoder(spec, str(device), allow_training=False, progress=progress)
+        return load_encoder(suite, spec, device, seed, allow_training=False, progress=progress)
     except NeedsTraining:
         return None
+
+
+def load_encoder(suite: Suite, spec, device, seed: int, *, allow_training: bool = True, progress: bool = True):
+    """The encoder ``spec`` names on ``device``; under its test-time defence if it has one (``seed``: the run seed a
+    randomised defence keys its draws by). A defence that reads the original CLIP gets it when the encoder is a
+    fine-tuned one (for ``clip`` itself, the original is the encoder)."""
+    base = suite.load_encoder(replace(spec, defence=None), str(device), allow_training=allow_training,
+                              progress=progress)
+    if spec.defence is None:
+        return base
+    original = None
+    if spec.defence.reads_original and spec.robust:
+        clip = replace(ENCODERS.get("clip"), base=spec.base)
+        original = suite.load_encoder(clip, str(device), allow_training=False, progress=progress)
+    return DefendedEncoder(base, spec.defence, seed, original)
 
 
 def _print_plan(store: Store, cells: list[Cell], encoder, device, batch_size: int, req: RunRequest,
@@ -221,7 +257,8 @@ def _print_plan(store: Store, cells: list[Cell], encoder, device, batch_size: in
     flops = dev.flops_per_image(encoder, device)
     probe = min(batch_size, 8)
     seconds = dev.seconds_per_pass(encoder, device, probe, req.precision)
-    print(dev.describe_plan(encoder.meta.name, device, costs, flops, seconds, probe, world), file=sys.stderr)
+    defence = (f"{encoder.defence.label}: {encoder.cost().text()}" if isinstance(encoder, DefendedEncoder) else "")
+    print(dev.describe_plan(encoder.meta.name, device, costs, flops, seconds, probe, world, defence), file=sys.stderr)
 
 
 def _compute_cell(store: Store, cell: Cell, spec, device, batch_size: int, req: RunRequest,
@@ -257,7 +294,8 @@ def _running_card(cell: Cell, stored: dict, device, batch_size: int, shards: Sha
     return {
         "run_id": cell.cfg.run_id, "status": "running", "config": cell.cfg.as_dict(),
         "encoder": cell.encoder.meta.as_dict(), "protocol": cell.protocol.as_dict(),
-        "protocol_summary": cell.protocol.summary(), "git_sha": git_sha(), "versions": versions(),
+        "protocol_summary": describe(cell.protocol, cell.cfg.backend, n_classes(cell.data)), **defence_card(cell),
+        "git_sha": git_sha(), "versions": versions(),
         "device": str(device), "threads": torch.get_num_threads(), "started_at": stored.get("started_at") or now_iso(),
         "compute_seconds": float(stored.get("compute_seconds", 0.0)), "batch_size": batch_size,
         "processes": shards.world,
@@ -352,7 +390,7 @@ def _row(cell: Cell, spec, metric, card: dict) -> dict:
     return {
         "run_id": cfg.run_id, "suite": cfg.suite, "encoder": cfg.encoder, "method": spec.method,
         "train_eps": spec.train_eps_label, "task": cfg.task, "dataset": cfg.dataset, "attack": cfg.attack,
-        "protocol": describe(protocol, cfg.backend), "eps": cfg.eps, "eps_str": cfg.eps_label,
+        "protocol": describe(protocol, cfg.backend, n_classes(cell.data)), "eps": cfg.eps, "eps_str": cfg.eps_label,
         "steps": protocol.iterations, "restarts": protocol.restarts, "precision": cfg.precision,
         "n_samples": cfg.n_samples, "metric": metric.name, "value": metric.value, "ci_low": metric.ci_low,
         "ci_high": metric.ci_high, "seed": cfg.seed, "git_sha": card["git_sha"],
@@ -360,4 +398,28 @@ def _row(cell: Cell, spec, metric, card: dict) -> dict:
         "started_at": card["started_at"], "seconds": round(card["compute_seconds"], 2),
         "encoder_sha256": cfg.encoder_sha256 or "", "encoder_source": cell.encoder.meta.source,
         "method_label": method_label(spec.method), "engine_version": cfg.engine_version,
+        **defence_columns(cell.encoder),
     }
+
+
+def n_classes(data) -> int | None:
+    """The classes of a classification dataset (None for other tasks' data)."""
+    return len(data.class_prompts) if hasattr(data, "class_prompts") else None
+
+
+def defence_columns(encoder) -> dict:
+    """What rows say of the encoder's test-time defence: its spelling and label, and what one inference costs."""
+    if not isinstance(encoder, DefendedEncoder):
+        return {"defence": "", "inference_cost": ""}
+    return {"defence": f"{encoder.defence.label} ({encoder.defence.spelling})",
+            "inference_cost": encoder.cost().text()}
+
+
+def defence_card(cell: Cell) -> dict:
+    """A defended cell's card: the defence, its settings, citation, BPDA and inference cost."""
+    if not isinstance(cell.encoder, DefendedEncoder):
+        return {}
+    d = cell.encoder.defence
+    return {"defence": {**cell.encoder.identity(), "label": d.label, "spelling": d.spelling, "citation": d.citation,
+                        "randomised": d.randomised, "bpda": d.bpda, "inference_cost": cell.encoder.cost().text(),
+                        "undefended_base": cell.encoder.base.meta.as_dict()}}

@@ -32,9 +32,11 @@ ROW_COLUMNS = [
     "run_id", "suite", "encoder", "method", "train_eps", "task", "dataset", "attack", "protocol", "eps", "eps_str",
     "steps", "restarts", "precision", "n_samples", "metric", "value", "ci_low", "ci_high", "seed", "git_sha",
     "versions", "started_at", "seconds", "encoder_sha256", "encoder_source", "method_label", "engine_version",
+    "defence", "inference_cost",
 ]
-# columns rows written before they existed lack: read as "" (unknown), filled from the run card where it says
-LATER_COLUMNS = ["encoder_sha256", "encoder_source", "method_label", "engine_version"]
+# columns rows written before they existed lack: read as "" (unknown, or for the test-time defence: none), filled
+# from the run card where it says
+LATER_COLUMNS = ["encoder_sha256", "encoder_source", "method_label", "engine_version", "defence", "inference_cost"]
 # per run: which per-sample record columns are text. CSV has no types and pandas infers them per file, so without it a
 # batch whose answers are all "2" or "007" would read back as the integers 2 and 7
 TEXT_COLUMNS = "text_columns.json"

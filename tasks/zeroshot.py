@@ -56,13 +56,22 @@ class ZeroShotTask:
             self._heads[key] = ZeroShotClassifier.for_data(encoder, data)
         return self._heads[key]
 
+    def craft_classifier(self, encoder, data: ClassificationData, protocol) -> ZeroShotClassifier | None:
+        """What a transfer protocol (``craft_on="base"``) crafts on: the head over the undefended encoder under a
+        test-time defence (its ``base``); None where the attack sees the encoder judged."""
+        base = getattr(encoder, "base", None)
+        if getattr(protocol, "craft_on", "model") != "base" or base is None:
+            return None
+        return self.classifier(base, data)
+
     def evaluate(self, encoder, data: ClassificationData, rows: list[int], ctx: EvalContext) -> list[dict]:
         model = self.classifier(encoder, data)
         x = to_float(data.images[rows], ctx.device)
         y = torch.as_tensor(data.labels[rows], device=ctx.device)
         seeds = attack_seeds(ctx.seed, data.indices[rows])
+        craft = self.craft_classifier(encoder, data, ctx.protocol)
         out = run_classification(ctx.backend, model, x, y, ctx.eps, ctx.protocol, seeds, seed=ctx.seed,
-                                 precision=ctx.precision)
+                                 precision=ctx.precision, craft_model=craft)
         records = []
         for k, r in enumerate(rows):
             records.append({
@@ -94,7 +103,8 @@ class ZeroShotTask:
         y = torch.as_tensor(data.labels[rows], device=ctx.device)
         seeds = attack_seeds(ctx.seed, data.indices[rows])
         return checks + sanity.attack_checks(self.classifier(encoder, data), x, y, ctx.eps, ctx.protocol, seeds,
-                                             ctx.seed, robust[chosen].to(ctx.device), config)
+                                             ctx.seed, robust[chosen].to(ctx.device), config,
+                                             self.craft_classifier(encoder, data, ctx.protocol))
 
     def metrics(self, records: pd.DataFrame, attacked: bool) -> list[Metric]:
         n = len(records)

@@ -28,9 +28,11 @@ def add_cell(root: Path, encoder: str, dataset: str, eps: str, value: float, *, 
              started_at: str = "2026-01-01T00:00:00+00:00", extra_rows: list[dict] | None = None,
              card_extra: dict | None = None, protocol: str | None = None, steps: int | None = None,
              encoder_sha256: str | None = None, encoder_source: str = "", records: bool = True,
-             engine_version: str = ENGINE_VERSION) -> str:
+             engine_version: str = ENGINE_VERSION, robust: list[bool] | None = None,
+             row_extra: dict | None = None) -> str:
     """Store one finished cell; returns its run id. ``value`` is in stored units (accuracy 0.45 = 45 %); the cell
-    is the installed attack engine's unless ``engine_version`` says otherwise."""
+    is the installed attack engine's unless ``engine_version`` says otherwise. ``robust``: which samples the records
+    mark robust (default: the first value·n); ``row_extra``: more columns of its rows."""
     attack = attack or ("none" if eps == "0" else "apgd")
     summary, default_steps, restarts = PROTOCOLS.get(attack, (attack, 100, 1))
     cfg = CellConfig(suite, encoder, encoder_sha256 or f"sha-{encoder}", task, dataset, attack, eps_value(eps), eps,
@@ -39,7 +41,8 @@ def add_cell(root: Path, encoder: str, dataset: str, eps: str, value: float, *, 
     k = round(value * n) if metric in ("accuracy", "success_rate") else None
     if records and k is not None:
         column = "robust" if eps != "0" else "clean_correct"
-        run.write_batch([{"sample_id": f"s{i:05d}", "index": i, column: i < k,
+        flags = robust if robust is not None else [i < k for i in range(n)]
+        run.write_batch([{"sample_id": f"s{i:05d}", "index": i, column: flags[i],
                           **({"clean_correct": True} if column == "robust" else {})} for i in range(n)])
     lo, hi = wilson_interval(k, n) if k is not None else (math.nan, math.nan)
     base = {"run_id": cfg.run_id, "suite": suite, "encoder": encoder, "method": encoder.rstrip("24"),
@@ -48,7 +51,7 @@ def add_cell(root: Path, encoder: str, dataset: str, eps: str, value: float, *, 
             "steps": default_steps if steps is None else steps, "restarts": restarts, "precision": "fp32",
             "n_samples": n, "ci_low": math.nan, "ci_high": math.nan, "seed": seed, "git_sha": "abc123",
             "versions": "python=3.11;torch=2.14.1", "started_at": started_at, "seconds": 1.5,
-            "engine_version": engine_version}
+            "engine_version": engine_version, **(row_extra or {})}
     rows = [{**base, "metric": metric, "value": value, "ci_low": lo, "ci_high": hi},
             {**base, "metric": "nonfinite_samples", "value": 0.0}]
     rows += [{**base, **r} for r in extra_rows or []]

@@ -14,7 +14,9 @@ loss, encoder or task is covered here without editing this file.
 - encoders: every name of the micro suite resolves offline (a trained one loads; a robust one not trained yet
   fails with one line, NeedsTraining, under ``allow_training=False``); retired names fail with one line;
 - tasks: the per-sample records a task's ``evaluate`` writes read back from the store equal, value and type, also
-  with text holding commas, quotes, newlines, carriage returns or looking like a number.
+  with text holding commas, quotes, newlines, carriage returns or looking like a number;
+- test-time defences: metadata, a declared adaptive attack and inference cost, and on the micro CLIP finite,
+  deterministic, batch-independent embeddings with a gradient under every backward.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from attacks.registry import ATTACKS
 from attacks.vlm import VLMProtocol
 from bench.core.config import CellConfig
 from bench.core.errors import BenchError, NeedsTraining
+from bench.defences import DEFENCES
 from bench.device import passes_per_sample
 from bench.encoders.registry import ENCODERS, RETIRED
 from bench.store import Run
@@ -308,3 +311,43 @@ def test_task_records_round_trip_through_the_store(task_name, micro, tmp_path):
         assert set(stored) == set(record)
         wrong = {k: (v, stored[k]) for k, v in record.items() if not same(v, stored[k])}
         assert not wrong, wrong
+
+
+# ------------------------------------------------------------------------------------------------ test-time defences
+
+
+@pytest.mark.parametrize("name", DEFENCES.names())
+def test_defence_contract(name, micro):
+    """Every registered test-time defence says what it is and what it costs, declares an adaptive attack, and on the
+    micro CLIP maps images to finite embeddings deterministically, whatever else shares the batch, with a gradient
+    under both backwards."""
+    import json
+
+    from attacks.eot import BACKWARDS, backward
+    from bench.defences import make_defence
+    from bench.encoders.defended import DefendedEncoder
+
+    cls = DEFENCES.get(name)
+    assert cls.name == name and cls.label and cls.description and cls.citation and cls.definition and cls.bpda
+    assert isinstance(cls.adaptive, Protocol) and cls.adaptive.name == "adaptive" and cls.adaptive.stages
+    for option, default in cls.options.items():
+        assert not isinstance(default, str) or default in cls.option_choices[option], option
+    defence = make_defence(name)
+    assert make_defence(defence.spelling).identity() == defence.identity()
+    json.dumps(defence.identity())
+    cost = defence.cost(with_original=False)
+    assert cost.forwards >= 1 and cost.backwards >= 0
+    _, clip = micro
+    encoder = DefendedEncoder(clip, defence, seed=3)
+    x = torch.rand(4, 3, clip.image_size, clip.image_size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        emb = encoder(x)
+        assert emb.shape == clip(x).shape and torch.isfinite(emb).all()
+        # the same images give the same embeddings; in another batch, up to the rounding of batched matmuls (which TTC's
+        # sign steps may carry a little further)
+        assert torch.equal(encoder(x), emb) and torch.allclose(encoder(x[1:3]), emb[1:3], rtol=1e-3, atol=1e-3)
+    for mode in BACKWARDS:
+        xg = x.clone().requires_grad_(True)
+        with backward(mode):
+            (grad,) = torch.autograd.grad(encoder(xg).pow(2).sum(), xg)
+        assert torch.isfinite(grad).all() and grad.abs().max() > 0, mode

@@ -67,7 +67,7 @@ BAD = {
     "zero iterations": ('[[stages]]\nmethod = "pgd"\nloss = "ce"\niterations = 0',
                         "stages[0].iterations: must be at least 1, got 0"),
     "unknown method": ('[[stages]]\nmethod = "fgsm"\nloss = "ce"\niterations = 1',
-                       "stages[0].method: unknown method 'fgsm' (known: apgd, pgd)"),
+                       "stages[0].method: unknown method 'fgsm' (known: apgd, pgd, fab, square)"),
     "unknown loss": ('[[stages]]\nmethod = "apgd"\nloss = "dlr-targetted"\niterations = 1',
                      "stages[0].loss: unknown classification loss 'dlr-targetted'; did you mean 'dlr-targeted'"),
     "targeted without targets": ('[[stages]]\nmethod = "apgd"\nloss = "dlr-targeted"\niterations = 1',

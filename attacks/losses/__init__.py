@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from attacks.base import Objective
+from attacks.eot import attack_draws, drawing
 from bench.core.registry import Registry
 
 UNSUPPORTED = "unsupported"  # a reference library has no attack on this loss
@@ -50,17 +51,29 @@ def register_loss(spec: LossSpec) -> LossSpec:
 
 
 def classification_objective(model: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, loss: str,
-                             target: torch.Tensor | None = None) -> Objective:
-    """Wrap a classifier and labels as an attack objective for the registered loss ``loss``."""
+                             target: torch.Tensor | None = None, draws: int | None = None) -> Objective:
+    """Wrap a classifier and labels as an attack objective for the registered loss ``loss``.
+
+    ``draws``: a randomised model is seen through that many of its attack draws (``attacks.eot``): the loss is the
+    mean over the draws (EOT: its gradient is the mean gradient) and a success is claimed where the mean logits
+    misclassify. None: the model is called once, in whatever draw the caller set."""
     spec = LOSSES.get(loss)
     if spec.targeted and target is None:
         raise ValueError(f"{loss} needs target classes")
 
     def objective(x_adv: torch.Tensor, idx: torch.Tensor):
-        logits = model(x_adv)
         yy = y[idx]
-        value = spec.per_sample(logits, yy, None if target is None else target[idx])
-        return value, logits.argmax(dim=1) != yy
+        tt = None if target is None else target[idx]
+        if draws is None:
+            logits = model(x_adv)
+            return spec.per_sample(logits, yy, tt), logits.argmax(dim=1) != yy
+        value, mean_logits = 0.0, 0.0
+        for d in attack_draws(draws):
+            with drawing(d):
+                logits = model(x_adv)
+            value = value + spec.per_sample(logits, yy, tt) / draws
+            mean_logits = mean_logits + logits.detach() / draws
+        return value, mean_logits.argmax(dim=1) != yy
 
     return objective
 

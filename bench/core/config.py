@@ -21,10 +21,10 @@ def safe_component(text: str) -> str:
 
 @dataclass(frozen=True)
 class CellConfig:
-    """Everything that produced a cell's numbers: the encoder (name and checkpoint hash), the data (suite, dataset,
-    sample count, seed), the attack (the protocol's full definition, not only its name, and the version of the
-    engine that ran it), and the task's definition of its metrics. Editing any of these gives a new run id, so
-    cells computed under an old meaning are never reused."""
+    """Everything that produced a cell's numbers: the encoder (name and checkpoint hash, and the test-time defence it
+    runs under), the data (suite, dataset, sample count, seed), the attack (the protocol's full definition, not only
+    its name, and the version of the engine that ran it), and the task's definition of its metrics. Editing any of
+    these gives a new run id, so cells computed under an old meaning are never reused."""
 
     suite: str
     encoder: str
@@ -41,9 +41,15 @@ class CellConfig:
     protocol: dict | None = None  # the protocol's stages, iterations, restarts, losses, norm
     metric_definition: str = ""  # the task's definition of what its metrics measure
     engine_version: str = ""  # attacks.ENGINE_VERSION: bumped whenever a change can move an attack's numbers
+    # the test-time defence the encoder runs under (bench.defences: name, algorithm, every hyperparameter); None: none.
+    # Left out of the hash while None, so that every cell without a defence keeps the run id it had before defences
+    defence: dict | None = None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["defence"] is None:
+            out.pop("defence")
+        return out
 
     @property
     def run_id(self) -> str:

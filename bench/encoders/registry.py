@@ -32,6 +32,13 @@ class EncoderSpec:
     source: object | None = None
     base: object | None = None  # None: the suite's base; else a base (``bench.encoders.bases``) or its spelling
     description: str = ""  # one line for `bench list` (plugins)
+    # a test-time defence (``bench.defences.Defence``) the encoder runs under: ``--encoder clip+ttc``; None: none
+    defence: object | None = None
+
+    @property
+    def full_name(self) -> str:
+        """The name its rows carry: ``clip``, or ``clip+ttc`` under a test-time defence."""
+        return self.name if self.defence is None else f"{self.name}+{self.defence.spelling}"
 
     @property
     def train_eps_label(self) -> str:

@@ -1,6 +1,7 @@
 """What an ``--encoder`` value names:
 
     fare4                    a registered encoder (its suite's published, committed or trained-on-demand weights)
+    ENCODER+DEFENCE          any of these under a test-time defence (``bench.defences``): clip+ttc, fare4+clipure
     hf-hub:ORG/REPO          a whole open_clip CLIP from the hub, evaluated as it is; named ORG/REPO in tables
     NAME=SOURCE              an image tower (path, URL, hf-hub:ORG/REPO/FILE), a whole CLIP (hf-hub:ORG/REPO) or
                              ``train``, on the suite's base or on ``--base``; NAME lower-case [a-z0-9._-]
@@ -17,6 +18,7 @@ import sys
 from dataclasses import replace
 
 from bench.core.errors import BenchError
+from bench.defences import split_defence
 from bench.encoders.bases import parse_base
 from bench.encoders.registry import ENCODERS, EncoderSpec
 from bench.encoders.sources import parse_source
@@ -28,10 +30,16 @@ FORMS = "NAME, hf-hub:ORG/REPO or NAME=SOURCE"
 
 
 def resolve_encoder(value, base: str | None = None) -> EncoderSpec:
-    """The ``EncoderSpec`` an ``--encoder`` value names (an ``EncoderSpec`` passes through, renamed to nothing)."""
+    """The ``EncoderSpec`` an ``--encoder`` value names (an ``EncoderSpec`` passes through, renamed to nothing); a
+    ``+DEFENCE`` suffix (``clip+ttc``) puts it under a test-time defence (``bench.defences``)."""
     if isinstance(value, EncoderSpec):
         return value
-    text = str(value).strip()
+    text, defence = split_defence(str(value).strip())
+    spec = _undefended(text, base)
+    return spec if defence is None else replace(spec, defence=defence)
+
+
+def _undefended(text: str, base: str | None) -> EncoderSpec:
     if "=" in text:
         return _named_source(text, base)
     if text.startswith("hf-hub:"):
@@ -92,8 +100,13 @@ def resolve_encoders(values, base: str | None = None) -> list[EncoderSpec]:
     specs = [resolve_encoder(v, base) for v in values]
     seen, out = set(), []
     for spec in specs:
-        key = (spec.name, str(spec.source), str(spec.base))
+        key = spec_key(spec)
         if key not in seen:
             seen.add(key)
             out.append(spec)
     return out
+
+
+def spec_key(spec: EncoderSpec) -> tuple[str, str, str]:
+    """What makes two resolved ``--encoder`` values the same encoder (an alias and its name are one)."""
+    return (spec.full_name, str(spec.source), str(spec.base))

@@ -63,7 +63,8 @@ def plot_metric_vs_eps(tab: ReportTable, stem: Path) -> list[Path]:
     panels = _panels(tab)
     fig, axes = _grid(plt, len(panels))
     for ax, (task, dataset) in zip(axes, panels):
-        cols = sorted([c for c in tab.columns if (c.task, c.dataset) == (task, dataset)], key=lambda c: c.eps)
+        cols = sorted([c for c in tab.columns if (c.task, c.dataset) == (task, dataset) and not c.is_gap],
+                      key=lambda c: c.eps)
         # one line per encoder, or per encoder and protocol when protocols have columns of their own (each line
         # starts from the shared clean point)
         attacks = list(dict.fromkeys(c.attack for c in cols if c.eps > 0)) or [""]
@@ -97,7 +98,7 @@ def plot_tradeoff(tab: ReportTable, stem: Path) -> list[Path]:
     tasks = tab.tasks
     fig, axes = _grid(plt, len(tasks), width=4.2, height=3.8)
     for ax, task in zip(axes, tasks):
-        cols = [c for c in tab.columns if c.task == task]
+        cols = [c for c in tab.columns if c.task == task and not c.is_gap]
         summary = AVERAGE if any(c.dataset == AVERAGE for c in cols) else cols[0].dataset
         cols = [c for c in cols if c.dataset == summary]
         clean = next((c for c in cols if c.eps == 0), None)

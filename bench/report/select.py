@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from attacks import ENGINE_VERSION
+from attacks.protocols import ADAPTIVE
 from attacks.registry import ATTACKS
 from bench.core.errors import BenchError
 from bench.encoders.registry import ENCODERS
@@ -178,19 +179,22 @@ def split_by_attack(f: Filters) -> bool:
 
 def check_single_protocol(rows: pd.DataFrame, by_attack: bool = False) -> None:
     """Refuse a column (task, dataset, ε — and the attack name when protocols have columns of their own) whose
-    robust numbers come from different protocols."""
+    robust numbers come from different protocols. ``adaptive`` is the exception by design: each encoder's is the
+    attack its test-time defence declares, so its column holds one protocol per encoder."""
     attacked = rows[rows["eps"] > 0]
     keys = ["task", "dataset", "eps_str"] + (["attack"] if by_attack else [])
     for key, sub in attacked.groupby(keys):
         task, dataset, eps = key[:3]
-        found = sub[PROTOCOL_KEY].astype(str).drop_duplicates()
-        if len(found) > 1:
-            names = sorted({f"{r.attack} ({r.protocol}, {r.precision})" for r in found.itertuples()})
-            hint = ("one attack name run with different settings (iterations, restarts, precision): re-run one "
-                    "set" if by_attack else "pick one with --protocol, or name several (--protocol a,b) to give "
-                    "each its own columns")
-            raise BenchError(f"results for {task}/{dataset} at ε={eps} come from different protocols "
-                             f"({'; '.join(names)}); {hint}")
+        parts = sub.groupby("encoder") if set(sub["attack"]) == {ADAPTIVE} else [("", sub)]
+        for _, part in parts:
+            found = part[PROTOCOL_KEY].astype(str).drop_duplicates()
+            if len(found) > 1:
+                names = sorted({f"{r.attack} ({r.protocol}, {r.precision})" for r in found.itertuples()})
+                hint = ("one attack name run with different settings (iterations, restarts, precision): re-run one "
+                        "set" if by_attack else "pick one with --protocol, or name several (--protocol a,b) to give "
+                        "each its own columns")
+                raise BenchError(f"results for {task}/{dataset} at ε={eps} come from different protocols "
+                                 f"({'; '.join(names)}); {hint}")
 
 
 def mixed_sample_sets(rows: pd.DataFrame) -> list[str]:
@@ -213,11 +217,12 @@ def encoder_order(names: Iterable[str]) -> list[str]:
     registry = {n: i for i, n in enumerate(ENCODERS.names())}
     first_seen = {}
     for n in names:
-        first_seen.setdefault(n.split(" [", 1)[0], len(first_seen))
+        first_seen.setdefault(n.split(" [", 1)[0].split("+", 1)[0], len(first_seen))
 
     def key(label: str):
         name = label.split(" [", 1)[0]
-        known = name in registry
-        return (not known, registry[name] if known else first_seen[name], label != name, label)
+        base = name.split("+", 1)[0]  # an encoder under a test-time defence sits right after its base
+        known = base in registry
+        return (not known, registry[base] if known else first_seen[base], base != name, label != name, label)
 
     return sorted(names, key=key)

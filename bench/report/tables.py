@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from attacks.protocols import ADAPTIVE
 from bench.core.errors import BenchError
 from bench.core.stats import bootstrap_interval
 from bench.report.bootstrap import read_records
@@ -30,6 +31,7 @@ from bench.report.select import (
     single_suite,
     split_by_attack,
 )
+from bench.report.worst import GAP, derived_columns, worst_case_values
 from bench.suites import get_suite
 from bench.train.objectives import OBJECTIVES, method_label
 
@@ -50,6 +52,11 @@ class Column:
     def eps_label(self) -> str:
         """"4/255", or "4/255 aa-custom" when the column is one of several protocols'."""
         return eps_label(self.eps_str) + (f" {self.attack}" if self.attack else "")
+
+    @property
+    def is_gap(self) -> bool:
+        """A difference of two robust accuracies (``bench.report.worst``), not an accuracy: kept out of plots."""
+        return self.attack.startswith(GAP)
 
     @property
     def cell(self) -> tuple[str, str, str, str]:
@@ -89,7 +96,10 @@ class ReportTable:
         return round(v * s.scale, s.digits) if not math.isnan(v) else math.nan
 
     def best(self, col: Column) -> set[str]:
-        """Encoders with the best printed value in a column (ties all marked); none with fewer than two values."""
+        """Encoders with the best printed value in a column (ties all marked); none with fewer than two values, and
+        none in a gap column (a difference of two numbers, neither better high nor low)."""
+        if col.is_gap:
+            return set()
         shown = {e: self.display(e, col) for e in self.encoders}
         shown = {e: v for e, v in shown.items() if not math.isnan(v)}
         if len(shown) < 2:
@@ -142,14 +152,19 @@ def _column_attack(eps: float, attack: str, attacks: tuple[str, ...]) -> str:
 
 def _columns(head: pd.DataFrame, layout, attacks: tuple[str, ...] = ()) -> list[Column]:
     """Per task and dataset, a column per ε (clean first); with ``attacks`` (several protocols selected) a column
-    per ε and attack, in the order the attacks were named."""
+    per ε and attack, in the order the attacks were named, then the worst case over them and the gap of each
+    transfer protocol to it (``bench.report.worst``)."""
     cols = []
-    rank = {a: i for i, a in enumerate(attacks)}
+    derived = derived_columns(attacks)
+    rank = {a: i for i, a in enumerate(attacks + derived)}
     for task, datasets in layout:
         sub = head[head["task"] == task]
         metric = sub["metric"].iloc[0]
-        budgets = sub.assign(key=[_column_attack(e, a, attacks) for e, a in zip(sub["eps"], sub["attack"])])
-        budgets = budgets[["eps_str", "eps", "key"]].drop_duplicates(["eps_str", "key"])
+        keyed = sub.assign(key=[_column_attack(e, a, attacks) for e, a in zip(sub["eps"], sub["attack"])])
+        attacked = keyed.loc[keyed["eps"] > 0, ["eps_str", "eps"]].drop_duplicates()
+        extra = pd.DataFrame([(r.eps_str, r.eps, k) for r in attacked.itertuples() for k in derived],
+                             columns=["eps_str", "eps", "key"])
+        budgets = pd.concat([keyed[["eps_str", "eps", "key"]], extra]).drop_duplicates(["eps_str", "key"])
         budgets = sorted(budgets.itertuples(), key=lambda b: (b.eps, rank.get(b.key, -1)))
         for dataset in [*datasets, AVERAGE] if len(datasets) > 1 else datasets:
             for b in budgets:
@@ -188,17 +203,39 @@ def _notes(head: pd.DataFrame, layout, attacks: tuple[str, ...] = ()) -> list[st
     if attacks:
         notes.append(f"protocols side by side, each in columns of its own (ε followed by the attack): "
                      f"{', '.join(attacks)}")
-    for task, _ in layout:
+    for task, datasets in layout:
         sub = head[head["task"] == task]
         metric = sub["metric"].iloc[0]
-        attacked = sub[sub["eps"] > 0]
-        protocols = "; ".join(f"{r.attack}: {r.protocol}, {r.precision}"
-                              for r in attacked.drop_duplicates(["attack", "protocol", "precision"]).itertuples())
+        protocols = "; ".join(_protocol_notes(sub[sub["eps"] > 0], datasets))
         ns = ", ".join(str(int(n)) for n in sorted(sub["n_samples"].unique()))
         seeds = ", ".join(str(int(s)) for s in sorted(sub["seed"].unique()))
         notes.append(f"{task}: {style(metric).label}; {protocols or 'clean only'}; n = {ns} per dataset; "
                      f"seed {seeds}")
     return notes
+
+
+def _protocol_notes(attacked: pd.DataFrame, datasets: list[str]) -> list[str]:
+    """What each attack ran, as its rows say: a text per protocol, naming the datasets (a targeted stage runs at
+    most C − 1 targets) and the encoders (``adaptive`` is each test-time defence's own) it ran on when not all."""
+    out = []
+    encoders = set(attacked["encoder"])
+    for (attack, protocol, precision), group in attacked.groupby(["attack", "protocol", "precision"], sort=False):
+        where = []
+        if set(group["dataset"]) != set(datasets):
+            where.append("on " + ", ".join(d for d in datasets if d in set(group["dataset"])))
+        if set(group["encoder"]) != encoders and attack == ADAPTIVE:
+            where.append("for " + ", ".join(dict.fromkeys(group["encoder"])))
+        out.append(f"{attack}: {protocol}, {precision}" + (f" ({'; '.join(where)})" if where else ""))
+    return out
+
+
+def _defence_notes(head: pd.DataFrame) -> list[str]:
+    """Each test-time defence shown, with what one defended inference costs (beside the robustness it buys)."""
+    if "defence" not in head.columns:
+        return []
+    defended = head[head["defence"].fillna("").astype(str) != ""].drop_duplicates("encoder")
+    return [f"{r.encoder}: test-time defence {r.defence}; inference {r.inference_cost} (undefended: 1 forward)"
+            for r in defended.itertuples()]
 
 
 def _method_notes(head: pd.DataFrame) -> list[str]:
@@ -227,9 +264,11 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
     layout = _task_layout(suite, head)
     columns = _columns(head, layout, attacks)
     encoders = encoder_order(head["encoder"])
-    notes = _notes(head, layout, attacks) + _method_notes(head) + checkpoints + mixed_sample_sets(head) + hidden
+    notes = (_notes(head, layout, attacks) + _method_notes(head) + _defence_notes(head) + checkpoints
+             + mixed_sample_sets(head) + hidden)
     cell_values = {(r.encoder, r.task, r.dataset, str(r.eps_str), _column_attack(r.eps, r.attack, attacks)):
                    float(r.value) for r in head.itertuples()}
+    cell_values.update(worst_case_values(head, attacks, store_root, notes))
     cell_ci = _intervals(head, ci, store_root, notes, attacks)
     flag_list = failed_flags(rows, store_root)
     cell_flags: dict[tuple, list[str]] = {}

@@ -16,10 +16,10 @@ import torch
 
 from bench import device as dev
 from bench.encoders.registry import ENCODERS
-from bench.encoders.resolve import resolve_encoder
-from bench.runner import RunRequest, cell_config, load_if_trained, plan
+from bench.encoders.resolve import resolve_encoder, spec_key
+from bench.runner import RunRequest, cell_config, cell_protocol, defence_identity, load_if_trained, plan
 from bench.store import Store
-from tasks.registry import TASKS, protocol_for
+from tasks.registry import TASKS
 
 
 @dataclass(frozen=True)
@@ -82,16 +82,16 @@ def expand(req: RunRequest) -> Grid:
     data = {(t, d): tasks[t].load(suite, d, req.n_samples or suite.samples_for(t), req.seed) for t, d in pairs}
     units, untrained = [], []
     for value, spec in zip(_typed_encoders(req), specs):
-        encoder = _load_untrained_as_none(suite, spec)
+        encoder = _load_untrained_as_none(suite, spec, req.seed)
         if encoder is None:
             untrained.append(value)
         flops = dev.flops_per_image(encoder or suite.load_encoder(ENCODERS.get("clip"), "cpu", progress=False),
                                     _cpu())
         for task_name, dataset in pairs:
             task, samples = tasks[task_name], data[(task_name, dataset)]
-            cells = tuple(_grid_cell(req, suite, store, encoder, task, samples, dataset, attack, eps, flops)
+            cells = tuple(_grid_cell(req, suite, store, spec, encoder, task, samples, dataset, attack, eps, flops)
                           for attack, eps in budgets)
-            units.append(Unit(value, spec.name, task_name, dataset, cells))
+            units.append(Unit(value, spec.full_name, task_name, dataset, cells))
     return Grid(req, tuple(units), tuple(untrained))
 
 
@@ -100,8 +100,7 @@ def _typed_encoders(req: RunRequest) -> list[str]:
     so that each lines up with its resolved spec."""
     seen, out = set(), []
     for value in req.encoders:
-        spec = resolve_encoder(value, req.base)
-        key = (spec.name, str(spec.source), str(spec.base))
+        key = spec_key(resolve_encoder(value, req.base))
         if key not in seen:
             seen.add(key)
             out.append(str(value))
@@ -112,20 +111,22 @@ def _cpu():
     return torch.device("cpu")
 
 
-def _load_untrained_as_none(suite, spec):
-    encoder = load_if_trained(suite, spec, "cpu")
+def _load_untrained_as_none(suite, spec, seed: int):
+    encoder = load_if_trained(suite, spec, "cpu", seed=seed)
     if encoder is None:
         print(f"{spec.name}: not trained yet; the sweep trains it in a job of its own first", file=sys.stderr)
     return encoder
 
 
-def _grid_cell(req, suite, store: Store, encoder, task, data, dataset: str, attack: str, eps, flops) -> GridCell:
+def _grid_cell(req, suite, store: Store, spec, encoder, task, data, dataset: str, attack: str, eps,
+               flops) -> GridCell:
     backend = req.backend if attack != "none" else "native"
-    protocol = protocol_for(task, attack, backend)
+    protocol = cell_protocol(task, attack, backend, spec)
     n = len(task.sample_ids(data))
     run_id, done, complete = None, 0, False
     if encoder is not None:
-        cfg = cell_config(req, suite.name, encoder.meta, task, dataset, protocol, eps, n, backend)
+        cfg = cell_config(req, suite.name, encoder.meta, task, dataset, protocol, eps, n, backend,
+                          defence_identity(encoder))
         run_id, run = cfg.run_id, store.existing(cfg)
         if run is not None:
             complete = run.complete and not req.force

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.core.errors import BenchError
+from bench.core.options import canonical_options, parse_option
 from bench.core.registry import Registry
 from bench.encoders.registry import DEFAULT_EPS_LEVEL, ENCODERS, TRAIN_EPS_LEVELS, EncoderSpec
 
@@ -87,39 +88,13 @@ class Objective:
 
     @classmethod
     def _parse(cls, name: str, value) -> float | str:
-        if name not in cls.options:
-            known = ", ".join(cls.options) or "none"
-            raise BenchError(f"objective {cls.name} has no option {name!r} (its options: {known})")
-        if isinstance(cls.options[name], str):
-            value = str(value)
-            if value not in cls.option_choices.get(name, (value,)):
-                raise BenchError(f"option {name} of {cls.name} must be one of {', '.join(cls.option_choices[name])}, "
-                                 f"got {value!r}")
-            return value
-        try:
-            return float(value)
-        except ValueError:
-            raise BenchError(f"option {name} of {cls.name} takes a number, got {value!r}") from None
+        return parse_option("objective", cls.name, cls.options, cls.option_choices, name, value)
 
     @classmethod
     def canonical_options(cls, options: Iterable) -> tuple[tuple[str, str], ...]:
         """``options`` ("name=value" strings or (name, value) pairs) as sorted pairs of text, defaults dropped, so
         that equal settings hash equally (``alpha=1`` and ``alpha=1.0`` and nothing at all are one configuration)."""
-        out: dict[str, str] = {}
-        for item in options:
-            if isinstance(item, str):
-                name, sep, value = item.partition("=")
-                if not sep:
-                    raise BenchError(f"objective option takes NAME=VALUE, got {item!r}")
-            else:
-                name, value = item
-            name = name.strip()
-            parsed = cls._parse(name, str(value).strip())
-            if parsed != cls.options[name]:
-                out[name] = repr(parsed) if isinstance(parsed, float) else parsed
-            else:
-                out.pop(name, None)
-        return tuple(sorted(out.items()))
+        return canonical_options("objective", cls.name, cls.options, cls.option_choices, options)
 
     def inner_loss(self, emb_adv: torch.Tensor, batch: Batch, idx: torch.Tensor) -> torch.Tensor:
         """Per-sample loss the inner PGD maximises; ``idx`` selects the rows of ``batch`` still attacked."""
