@@ -47,6 +47,8 @@ class Base(Protocol):
 
     def load(self, device: str) -> ClipEncoder: ...  # the base CLIP, named "clip"
 
+    def __str__(self) -> str: ...  # its spelling, which ``parse_base`` reads back (rows record it)
+
 
 def builtin_architecture(arch: str, model_cfg: dict | None = None) -> dict:
     import copy
@@ -72,6 +74,9 @@ class OpenClipBase:
     @property
     def arch_label(self) -> str:
         return f"{self.arch}{'-quickgelu' if self.quick_gelu else ''}"
+
+    def __str__(self) -> str:
+        return f"{self.arch}/{self.tag}"
 
     def architecture(self) -> dict:
         return builtin_architecture(self.arch, self.model_cfg)
@@ -100,6 +105,9 @@ class HubClipBase:
     @property
     def arch_label(self) -> str:
         return f"{self.arch}{'-quickgelu' if self.quick_gelu else ''}"
+
+    def __str__(self) -> str:
+        return f"{self.arch}/hf-hub:{self.repo}"
 
     def architecture(self) -> dict:
         return builtin_architecture(self.arch)
