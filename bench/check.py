@@ -16,15 +16,21 @@ is compared with the same cell re-computed now (or read from a results directory
 - a sanity check that passed in the baseline now fails.
 
 An encoder is its name and its checkpoint (``encoder_sha256``): a baseline cell is compared with the same cell of the
-same checkpoint. When the results hold that name with another checkpoint only (a retrained encoder), it is compared
-with that one and a note names both checkpoints and their sources; when they hold several other checkpoints under
-the name (``fare4`` and ``fare4=my.pt``), the cell is not compared with any of them and fails as ambiguous.
+same checkpoint. A re-run rebuilds each encoder from its rows' ``encoder_source`` (``bench.check_rebuild``) and reads
+its checkpoint before any cell runs. Another checkpoint than the baseline's (under the same source, or in the
+results read) fails the check in one line naming both hashes (``checkpoint_failures``), unless the encoder is trained
+on demand (training is not bit-identical across machines: its tolerance has a training-noise part) or the user allows
+it (``--allow-new-checkpoint``); then it is compared and a note names both checkpoints and their sources. When the
+results hold several other checkpoints under the name (``fare4`` and ``fare4=my.pt``), the cell is not compared with
+any of them and fails as ambiguous.
 
 Tolerance: ``sigmas`` × NOISE_RATIO × the binomial standard deviation sqrt(p(1−p)/n) of a proportion, with p
 shrunk as (k+1)/(n+2) so that a cell at 0 % or 100 % still tolerates a sample or two. NOISE_RATIO is the measured
 seed-to-seed standard deviation over the binomial one (scripts/measure_noise.py; figures in the README). A row of the
-baseline may carry its own ``tolerance`` (absolute, stored units), which metrics that are not proportions need, and
-the ``encoder_sha256`` of the checkpoint it measured (written by ``--write-baseline``; a changed one is noted).
+baseline may carry its own ``tolerance`` (absolute, stored units), which wins: ``--write-baseline`` records one per
+compared cell, from evaluation noise and, for an encoder trained on demand, measured training noise
+(``bench.check_tolerance``), with its reason and the value the cell had before (``BASELINE_COLUMNS``); metrics that
+are not proportions need one given by hand.
 """
 
 from __future__ import annotations
@@ -86,13 +92,17 @@ class CellResult:
 def read_baseline(path: Path) -> pd.DataFrame:
     if not Path(path).is_file():
         raise BenchError(f"baseline file not found: {path}")
-    rows = read_rows(Path(path))
-    missing = [c for c in ROW_COLUMNS if c not in rows.columns]
+    return require_columns(read_rows(Path(path)), ROW_COLUMNS, f"baseline {path}", "a file of tidy result rows")
+
+
+def require_columns(table: pd.DataFrame, columns: list[str], what: str, kind: str) -> pd.DataFrame:
+    """``table`` if it has ``columns`` and a row; else a one-line error saying ``what`` is not ``kind``."""
+    missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise BenchError(f"baseline {path} is not a file of tidy result rows (missing columns: {', '.join(missing)})")
-    if rows.empty:
-        raise BenchError(f"baseline {path} has no rows")
-    return rows
+        raise BenchError(f"{what} is not {kind} (missing columns: {', '.join(missing)})")
+    if table.empty:
+        raise BenchError(f"{what} has no rows")
+    return table
 
 
 def latest_per_sample_set(rows: pd.DataFrame) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from bench.check import (
     compared_rows,
     key_of,
     number_or_nan,
+    require_columns,
     tolerance,
 )
 from bench.core.errors import BenchError
@@ -80,12 +81,7 @@ def read_training_noise(path: Path) -> pd.DataFrame:
         noise = pd.read_csv(path, dtype={"eps_str": str, "encoder": str, "dataset": str, "metric": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise BenchError(f"corrupt training-noise file {path}: {exc}") from exc
-    missing = [c for c in NOISE_COLUMNS if c not in noise.columns]
-    if missing:
-        raise BenchError(f"{path} is not a training-noise file (missing columns: {', '.join(missing)})")
-    if noise.empty:
-        raise BenchError(f"training-noise file {path} has no cells")
-    return noise
+    return require_columns(noise, NOISE_COLUMNS, f"training-noise file {path}", "what the measuring script writes")
 
 
 class TrainingNoise:

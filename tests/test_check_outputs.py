@@ -154,7 +154,7 @@ def test_spread_across_trainings_and_its_pooling():
 
 @pytest.mark.parametrize("content,message", [
     (None, "training-noise file not found"),
-    ("a,b\n1,2\n", "is not a training-noise file (missing columns"),
+    ("a,b\n1,2\n", "is not what the measuring script writes (missing columns: encoder"),
 ])
 def test_bad_training_noise_file_is_one_line(tmp_path, capsys, content, message):
     add_cell(tmp_path / "base", "clip", "shape", "0", 0.9)
