@@ -147,3 +147,27 @@ def test_checkpoints_are_read_before_anything_runs(tower, tmp_path, monkeypatch)
         load_checkpoints(rebuild(baseline_of(tmp_path / "c", [("mine", f"{broken} on micro")]), tmp_path),
                          allow_training=False, device="cpu", progress=False)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_a_plugins_encoder_is_rebuilt_and_a_missing_plugin_is_one_line(tmp_path):
+    """In subprocesses that find the plugin on PYTHONPATH only (tests/test_plugins.py installs it)."""
+    from test_plugins import bench, install_plugin
+
+    site = tmp_path / "site"
+    sha = install_plugin(site)
+    run = bench(["run", "--encoder", "demo-tower", "--attack", "none", "--dataset", "colour", "--n-samples", "4",
+                 "--out", "results", "--no-progress"], site, tmp_path)
+    assert run.returncode == 0, run.stderr
+    write = bench(["check", "--baseline", "baseline.csv", "--results", "results", "--write-baseline"], site, tmp_path)
+    assert write.returncode == 0, write.stderr
+    recorded = set(pd.read_csv(tmp_path / "baseline.csv")["encoder_source"])
+    assert recorded == {f"{site / 'crb_demo_plugin' / 'tower.safetensors'} on micro"}
+    checked = bench(["check", "--baseline", "baseline.csv", "--no-progress"], site, tmp_path)
+    assert checked.returncode == 0 and "all 1 cell(s) within tolerance" in checked.stdout, checked.stdout
+    assert sha in (tmp_path / "baseline.csv").read_text()
+
+    (site / "crb_demo_plugin" / "tower.safetensors").unlink()  # the plugin's files are gone
+    gone = bench(["check", "--baseline", "baseline.csv", "--no-progress"], site, tmp_path)
+    assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1
+    assert gone.stderr.startswith("error: cannot rebuild demo-tower (") and "no such file" in gone.stderr
