@@ -27,7 +27,9 @@ LAYERS = (
     (1, "core", ("bench.core", "bench.options")),
     (2, "attacks, encoders, task definitions", ("attacks", "bench.encoders", "bench.defences", "tasks")),
     (3, "training, suites", ("bench.train", "bench.micro", "bench.paper", "bench.suites")),
-    (4, "runner, report, check, sweep", ("bench.runner", "bench.store", "bench.report", "bench.check", "bench.sweep",
+    (4, "runner, report, check, sweep", ("bench.runner", "bench.store", "bench.report", "bench.check",
+                                         "bench.check_rebuild", "bench.check_report", "bench.check_tolerance",
+                                         "bench.sweep",
                                          "bench.sharding", "bench.device", "bench.listing", "bench.api", "bench")),
     (5, "cli", ("bench.cli", "bench.__main__")),
 )

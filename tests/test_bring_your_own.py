@@ -59,7 +59,7 @@ def test_hub_clip_and_new_towers_are_run_and_reported_beside_clip_and_fare4(offl
     fare4_mine, fare4_registry = f"fare4 [visual.safetensors, sha {mine_sha[:6]}]", \
         f"fare4 [trained on demand, sha {registry_sha[:6]}]"
     assert rows == {"encoder", "clip", fare4_registry, fare4_mine, "mine", "someone/Tiny-CLIP"}
-    assert f"mine: {tower} on committed micro checkpoint micro_clip.safetensors (sha256 {mine_sha[:12]}" in table
+    assert f"mine: {tower} on micro (sha256 {mine_sha[:12]}" in table
     assert "someone/Tiny-CLIP: hf-hub:someone/Tiny-CLIP/open_clip_pytorch_model.bin" in table
 
     from bench.store import Store

@@ -156,10 +156,24 @@ def test_one_cell_on_two_sample_sets_is_two_baseline_cells(tmp_path, capsys):
     assert "all 1 cell(s) within tolerance" in out and "(n=40)" in out and "(n=200)" not in out.split("wrote")[-1]
 
 
-def test_changed_checkpoint_is_noted(tmp_path, capsys):
+def test_changed_checkpoint_fails_in_one_line_unless_allowed_or_retrained(tmp_path, capsys):
     add_cell(tmp_path / "base", "clip", "shape", "0", 0.9, encoder_sha256="a" * 64)
     add_cell(tmp_path / "now", "clip", "shape", "0", 0.9, encoder_sha256="b" * 64)
     baseline = tmp_path / "b.csv"
     assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "base"), "--write-baseline"]) == 0
-    assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "now")]) == 0
+    capsys.readouterr()
+    assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "now")]) == 1
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("CHECKPOINT CHANGED clip: sha256 " + "b" * 64) and "baseline's " + "a" * 64 in line
+    assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "now"),
+                 "--allow-new-checkpoint"]) == 0
     assert "clip's checkpoint differs from the baseline's (aaaaaaaaaaaa → bbbbbbbbbbbb)" in capsys.readouterr().out
+
+    # an encoder trained on demand is compared with a note: training is not bit-identical across machines
+    add_cell(tmp_path / "tbase", "fare4", "shape", "0", 0.9, encoder_sha256="c" * 64,
+             encoder_source="trained on demand: fare4-micro-0123456789ab")
+    add_cell(tmp_path / "tnow", "fare4", "shape", "0", 0.9, encoder_sha256="d" * 64,
+             encoder_source="trained on demand: fare4-micro-0123456789ab")
+    assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "tbase"), "--write-baseline"]) == 0
+    assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "tnow"), "--encoder", "fare4"]) == 0
+    assert "fare4's checkpoint differs from the baseline's (cccccccccccc → dddddddddddd)" in capsys.readouterr().out

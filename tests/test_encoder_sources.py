@@ -15,6 +15,7 @@ from bench.cli import main
 from bench.core.checkpoints import save_tensors, sha256_file
 from bench.core.errors import BenchError
 from bench.encoders.bases import HubClipBase, OpenClipBase, parse_base
+from bench.encoders.provenance import read_provenance
 from bench.encoders.resolve import resolve_encoder, resolve_encoders
 from bench.encoders.sources import SOURCES, parse_source
 from bench.encoders.sources.hub_model import HubModel
@@ -182,6 +183,8 @@ def test_a_tower_goes_onto_the_base_named_by_base(hub, tmp_path, monkeypatch):
         assert torch.allclose(enc.encode_text(["one red ring."]),
                               torch.nn.functional.normalize(base_model.encode_text(text), dim=-1), atol=1e-5)
     assert enc.meta.arch == "Tiny-ViT"
-    assert enc.meta.source == f"{tower} on hf-hub:someone/base/open_clip_pytorch_model.bin"
+    assert enc.meta.source == f"{tower} on Tiny-ViT/hf-hub:someone/base"  # both as spelled: what rebuilds it
+    again = read_provenance(enc.meta.source)
+    assert (str(again.source), again.base) == (str(tower), "Tiny-ViT/hf-hub:someone/base")
     with pytest.raises(BenchError, match="the micro recipe fine-tunes the committed micro CLIP"):
         micro_encoder(replace(resolve_encoder("fare4=train"), base=spec.base), "cpu")

@@ -38,7 +38,8 @@ LAYERS = {
     "attacks": 2, "bench.encoders": 2, "tasks": 2, "bench.defences": 2,
     "bench.train": 3, "bench.micro": 3, "bench.paper": 3, "bench.suites": 3,
     "bench.runner": 4, "bench.store": 4, "bench.sharding": 4, "bench.device": 4, "bench.report": 4,
-    "bench.check": 4, "bench.sweep": 4, "bench.listing": 4, "bench.api": 4,
+    "bench.check": 4, "bench.check_rebuild": 4, "bench.check_report": 4, "bench.check_tolerance": 4,
+    "bench.sweep": 4, "bench.listing": 4, "bench.api": 4,
     "bench": 5, "bench.__main__": 5, "bench.cli": 5, "bench.check_command": 5, "bench.train.command": 5,
     "bench.report.command": 5, "bench.sweep.command": 5,
 }

@@ -52,6 +52,8 @@ class Base(Protocol):
 
     def load(self, device: str) -> ClipEncoder: ...  # the base CLIP, named "clip"
 
+    def __str__(self) -> str: ...  # its spelling, which ``parse_base`` reads back (rows record it)
+
 
 BASES: Registry[type] = Registry("base kind")
 
@@ -90,6 +92,9 @@ class OpenClipBase:
     @property
     def arch_label(self) -> str:
         return f"{self.arch}{'-quickgelu' if self.quick_gelu else ''}"
+
+    def __str__(self) -> str:
+        return f"{self.arch}/{self.tag}"
 
     def architecture(self) -> dict:
         return builtin_architecture(self.arch, self.model_cfg)
@@ -148,6 +153,9 @@ class HubClipBase:
     @property
     def arch_label(self) -> str:
         return f"{self.arch}{'-quickgelu' if self.quick_gelu else ''}"
+
+    def __str__(self) -> str:
+        return f"{self.arch}/hf-hub:{self.repo}"
 
     def architecture(self) -> dict:
         return builtin_architecture(self.arch)

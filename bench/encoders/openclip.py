@@ -104,14 +104,16 @@ def clip_encoder(model: open_clip.CLIP, model_cfg: dict, preprocess: dict, meta:
     return ClipEncoder(model, tokenizer, mean, std, meta)
 
 
-def with_tower(base: ClipEncoder, path: Path, label: str, spec, arch_label: str) -> ClipEncoder:
-    """A copy of ``base`` whose image tower carries the state dict in ``path`` (the text tower stays the base's),
-    named after ``spec``; its checkpoint hash is the file's, its source says which file on which base."""
+def with_tower(base, path: Path, label: str, spec, device: str) -> ClipEncoder:
+    """A copy of the ``base`` CLIP (``bench.encoders.bases``) whose image tower carries the state dict in ``path``
+    (the text tower stays the base's), named after ``spec``; its checkpoint hash is the file's. Its source is
+    ``<label> on <base>``, both as spelled on the command line (the source, then ``--base``), so that a result row
+    names what rebuilds the encoder (``bench.encoders.provenance``)."""
     state = tower_state(load_tensors(path))
-    encoder = copy.deepcopy(base)
-    fit_state(encoder.model.visual, state, f"{spec.name} weights ({label})", f"the {arch_label} image tower")
+    encoder = copy.deepcopy(base.load(device))
+    fit_state(encoder.model.visual, state, f"{spec.name} weights ({label})", f"the {base.arch_label} image tower")
     encoder.requires_grad_(False)
-    encoder.meta = replace(base.meta, name=spec.name, method=spec.method,
+    encoder.meta = replace(encoder.meta, name=spec.name, method=spec.method,
                            train_eps=None if spec.train_eps is None else float(spec.train_eps),
-                           source=f"{label} on {base.meta.source}", checkpoint_sha256=sha256_file(path))
+                           source=f"{label} on {base}", checkpoint_sha256=sha256_file(path))
     return encoder

@@ -4,7 +4,8 @@
     ENCODER+DEFENCE          any of these under a test-time defence (``bench.defences``): clip+ttc, fare4+clipure
     hf-hub:ORG/REPO          a whole open_clip CLIP from the hub, evaluated as it is; named ORG/REPO in tables
     NAME=SOURCE              an image tower (path, URL, hf-hub:ORG/REPO/FILE), a whole CLIP (hf-hub:ORG/REPO) or
-                             ``train``, on the suite's base or on ``--base``; NAME lower-case [a-z0-9._-]
+                             ``train[:FIELD=VALUE…]`` (the suite's recipe, fields changed), on the suite's base or on
+                             ``--base``; NAME lower-case [a-z0-9._-]
 
 An unknown NAME makes an external encoder (method "external", no training ε). A registered NAME keeps its method
 and ε but measures the user's checkpoint instead of the registry's: its rows carry that checkpoint's sha256 and
@@ -68,16 +69,23 @@ def _named_source(text: str, base: str | None) -> EncoderSpec:
     retired = _retired(name)
     if retired:
         raise BenchError(retired)
+    spec = spec_for(name, source, base, f"--encoder {text}")
+    if name in ENCODERS and not isinstance(source, Trained):
+        print(f"note: {spec.name} here is your checkpoint {source}, not the registry's; its rows carry that "
+              f"checkpoint's sha256 and source, so they never merge with the registry's {spec.name} (unless it is the "
+              "same file)", file=sys.stderr)
+    return spec
+
+
+def spec_for(name: str, source, base: str | None, what: str = "") -> EncoderSpec:
+    """The encoder ``name`` with its weights from ``source`` (on ``base``): a registered name keeps its method and
+    ε (an alias, fare, replaces the checkpoint of the name it stands for, fare4), any other is external."""
     if name not in ENCODERS:
         if isinstance(source, Trained):
-            raise BenchError(f"--encoder {text}: {name!r} is not a registered robust encoder, so it has no objective "
+            raise BenchError(f"{what or name}: {name!r} is not a registered robust encoder, so it has no objective "
                              "to train with (see `bench list encoders`)")
         return EncoderSpec(name, EXTERNAL, None, source=source, base=base, description=f"external encoder {source}")
-    name = ENCODERS.canonical(name)  # an alias (fare) replaces the checkpoint of the name it stands for (fare4)
-    if not isinstance(source, Trained):
-        print(f"note: {name} here is your checkpoint {source}, not the registry's; its rows carry that checkpoint's "
-              f"sha256 and source, so they never merge with the registry's {name} (unless it is the same file)",
-              file=sys.stderr)
+    name = ENCODERS.canonical(name)
     return replace(ENCODERS.get(name), name=name, source=source, base=base)
 
 

@@ -37,8 +37,9 @@ def load_encoder(spec, device: str, allow_training: bool = True, progress: bool 
         cfg = recipe("micro", spec.method, round(spec.train_eps * 255))
         if overrides:
             cfg = cfg.with_overrides(**overrides)
+        cfg, changed = cfg.with_text_overrides(ctx.train_overrides)
         return obtain(cfg, spec.name, base.load(ctx.device), lambda: train_data(cfg), torch.device(ctx.device),
-                      allow_training=ctx.allow_training, progress=ctx.progress)
+                      allow_training=ctx.allow_training, progress=ctx.progress, source=Trained(changed))
 
     source = spec.source if spec.source is not None else (None if spec.method == "clip" else Trained())
     ctx = sources.LoadContext(device, allow_training, progress, train=train, suite="micro")

@@ -158,6 +158,8 @@ def trained(family: Family, spec, base, ctx, train_overrides: dict | None = None
     cfg = recipe(family.recipe_suite, spec.method, round(spec.train_eps * 255))
     if train_overrides:
         cfg = cfg.with_overrides(**train_overrides)
+    cfg, changed = cfg.with_text_overrides(ctx.train_overrides)
     return obtain(cfg, spec.name, base.load(ctx.device),
                   lambda: train_data(cfg.suite, cfg.n_train, None, cfg.seed, cfg.train_set),
-                  torch.device(ctx.device), allow_training=ctx.allow_training, progress=ctx.progress)
+                  torch.device(ctx.device), allow_training=ctx.allow_training, progress=ctx.progress,
+                  source=Trained(changed))

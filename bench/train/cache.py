@@ -21,8 +21,11 @@ from bench.core.checkpoints import load_tensors
 from bench.core.errors import BenchError, NeedsTraining
 from bench.core.hub import cache_root
 from bench.encoders.base import ClipEncoder
+from bench.encoders.sources.train import Trained
 from bench.train.config import TrainConfig
 from bench.train.loop import train
+
+RECIPE = Trained()  # the suite's recipe, unchanged
 
 
 def encoder_dir(cfg: TrainConfig, root: Path | None = None) -> Path:
@@ -39,8 +42,10 @@ def read_card(directory: Path) -> dict | None:
         raise BenchError(f"corrupt training card {path}: {exc}; delete {directory} to retrain") from exc
 
 
-def with_trained_tower(base: ClipEncoder, directory: Path, card: dict, name: str, cfg: TrainConfig) -> ClipEncoder:
-    """A copy of ``base`` whose image tower carries the trained weights (the text tower stays the original)."""
+def with_trained_tower(base: ClipEncoder, directory: Path, card: dict, name: str, cfg: TrainConfig,
+                       source: Trained = RECIPE) -> ClipEncoder:
+    """A copy of ``base`` whose image tower carries the trained weights (the text tower stays the original); its
+    recorded source is ``source``'s description, which names the recipe changes and the cache entry."""
     state = load_tensors(directory / "visual.safetensors", expected_sha256=card.get("sha256"))
     encoder = copy.deepcopy(base)
     try:
@@ -49,13 +54,14 @@ def with_trained_tower(base: ClipEncoder, directory: Path, card: dict, name: str
         raise BenchError(f"trained tower {directory} does not fit the base model: {str(exc).splitlines()[0]}") from exc
     encoder.requires_grad_(False)
     encoder.meta = replace(base.meta, name=name, method=cfg.method, train_eps=cfg.eps,
-                           source=f"trained on demand: {directory.name}", checkpoint_sha256=card.get("sha256"))
+                           source=source.describe(directory.name), checkpoint_sha256=card.get("sha256"))
     return encoder
 
 
 def obtain(cfg: TrainConfig, name: str, base: ClipEncoder, make_data, device, *, allow_training: bool,
-           progress: bool = True) -> ClipEncoder:
-    """The encoder trained with ``cfg``: from the cache, or trained now (unless ``allow_training`` is False)."""
+           progress: bool = True, source: Trained = RECIPE) -> ClipEncoder:
+    """The encoder trained with ``cfg``: from the cache, or trained now (unless ``allow_training`` is False).
+    ``source``: the ``train`` source that asked for it (its recipe changes label the encoder)."""
     directory = encoder_dir(cfg)
     card = read_card(directory)
     if card is None:
@@ -71,4 +77,4 @@ def obtain(cfg: TrainConfig, name: str, base: ClipEncoder, make_data, device, *,
                 out = train(cfg, base, make_data(), directory, device=device, resume=True, progress=progress,
                             base_name=base.meta.name)
                 card = out.card
-    return with_trained_tower(base, directory, card, name, cfg)
+    return with_trained_tower(base, directory, card, name, cfg, source)

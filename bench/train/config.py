@@ -22,6 +22,22 @@ OPTIMIZERS = ("adamw", "sgd")
 TRAIN_SETS = ("default", "tinyimagenet")  # default: the suite's own (micro world, ImageNet train)
 
 
+# fields a ``train:FIELD=VALUE`` encoder source may set: the scalar ones (objective options and the operational fields
+# are set with `bench train`); ``method`` swaps the objective under the name (how a test drops Sim-CLIP's anchor)
+TEXT_SETTABLE = ("method", "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "inner_steps",
+                 "inner_step_size", "inner_momentum", "inner_loss", "grad_accum", "n_train", "seed", "optimizer",
+                 "sgd_momentum")
+
+
+def _typed(name: str, text: str, current):
+    """``text`` as the type of the field's current value."""
+    kind = type(current)
+    try:
+        return kind(text) if kind in (int, float) else str(text)
+    except ValueError:
+        raise BenchError(f"train:{name}={text}: {name} takes {'an integer' if kind is int else 'a number'}") from None
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     method: str  # a registered objective: fare | tecoa | simclip | simclip-siamese | …
@@ -86,6 +102,22 @@ class TrainConfig:
         cfg = replace(self, **given)
         cfg.validate()
         return cfg
+
+    def with_text_overrides(self, pairs) -> tuple[TrainConfig, tuple[tuple[str, str], ...]]:
+        """This configuration with ``(field, value text)`` pairs applied (a ``train:FIELD=VALUE`` source's), each
+        value read as its field's type; and the pairs that changed something (a field set to its recipe value is no
+        change, so ``train:seed=0`` is the recipe's own encoder and is labelled as such)."""
+        given, changed = {}, []
+        for name, text in pairs:
+            if name not in {f.name for f in fields(self)}:
+                raise BenchError(f"train:{name}={text}: unknown training option {name!r} (known: "
+                                 f"{', '.join(sorted(TEXT_SETTABLE))})")
+            if name not in TEXT_SETTABLE:
+                raise BenchError(f"train:{name}={text}: {name} cannot be set in an encoder source; use bench train")
+            given[name] = _typed(name, text, getattr(self, name))
+            if given[name] != getattr(self, name):
+                changed.append((name, text))
+        return self.with_overrides(**given), tuple(changed)
 
     def validate(self) -> None:
         OBJECTIVES.canonical(self.method)  # a one-line "unknown training objective … did you mean" otherwise

@@ -33,6 +33,8 @@ class LoadContext:
     progress: bool = True
     train: Callable | None = None  # (spec, base, ctx) -> trained ClipEncoder; refuses a base not the suite's
     suite: str = ""
+    # recipe fields the ``train`` source changes, as (field, value text) pairs (``train:steps=350``)
+    train_overrides: tuple[tuple[str, str], ...] = ()
 
 
 SOURCES: Registry[type] = Registry("encoder source", discover=("bench.encoders.sources",),
@@ -53,7 +55,8 @@ def hub_path(text: str) -> list[str] | None:
     return text[len("hf-hub:"):].strip("/").split("/")
 
 
-SPELLINGS = "a path, a URL, hf-hub:ORG/REPO (a whole open_clip CLIP), hf-hub:ORG/REPO/FILE (an image tower) or train"
+SPELLINGS = ("a path, a URL, hf-hub:ORG/REPO (a whole open_clip CLIP), hf-hub:ORG/REPO/FILE (an image tower) or "
+             "train[:FIELD=VALUE…]")
 
 
 def parse_source(text: str, what: str = "encoder source"):

@@ -30,4 +30,4 @@ class HubTower:
     def load(self, spec, base, ctx):
         org, name, filename = self.location.split("/", 2)
         path = hub_file(f"{org}/{name}", filename, what=f"{spec.name} weights")
-        return with_tower(base.load(ctx.device), path, str(self), spec, base.arch_label)
+        return with_tower(base, path, str(self), spec, ctx.device)

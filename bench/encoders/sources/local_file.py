@@ -34,5 +34,5 @@ class LocalTower:
         return cls(str(path.resolve()))
 
     def load(self, spec, base, ctx):
-        return with_tower(base.load(ctx.device), Path(self.location), str(self), spec, base.arch_label)
+        return with_tower(base, Path(self.location), str(self), spec, ctx.device)
 

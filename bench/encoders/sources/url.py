@@ -28,4 +28,4 @@ class UrlTower:
 
     def load(self, spec, base, ctx):
         path = url_file(self.location, what=f"{spec.name} weights")
-        return with_tower(base.load(ctx.device), path, str(self), spec, base.arch_label)
+        return with_tower(base, path, str(self), spec, ctx.device)

@@ -1,0 +1,65 @@
+"""scripts/measure_training_noise.py on a tiny configuration: a baseline of fare4 trained with a two-step recipe
+(colour, 8 samples, APGD at 4/255), two training seeds at one thread, then its power against a recipe change and an
+attack cut. Its aggregation is ``bench.check_tolerance``'s (tested on synthetic rows in test_check_outputs.py); here
+the script trains, re-runs the baseline's cells, and writes what `bench check --write-baseline --training-noise`
+reads."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "train:steps=2:batch_size=8:n_train=16:warmup_steps=1"
+
+
+def script():
+    spec = importlib.util.spec_from_file_location("measure_training_noise",
+                                                  ROOT / "scripts" / "measure_training_noise.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_training_noise_of_a_tiny_recipe(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    assert main(["run", "--encoder", f"fare4={TINY}", "--dataset", "colour", "--n-samples", "8", "--attack", "apgd",
+                 "--eps", "4/255", "--out", str(tmp_path / "results"), "--no-progress"]) == 0
+    baseline = tmp_path / "baseline.csv"
+    assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "results"),
+                 "--write-baseline"]) == 0
+    out = tmp_path / "noise"
+    args = ["--baseline", str(baseline), "--encoder", "fare4", "--seeds", "0,1", "--threads", "1", "--out", str(out),
+            "--variant", "one-step=steps=1", "--attack-iterations", "1"]
+    text = script().run(args)
+
+    noise = pd.read_csv(out / "training_noise.csv", dtype={"eps_str": str}).set_index("eps_str")
+    values = pd.read_csv(out / "training_values.csv", dtype={"eps_str": str})
+    assert sorted(noise.index) == ["0", "4/255"] and set(noise["trainings"]) == {2}
+    assert set(values["training"]) == {"fare4-s0-t1", "fare4-s1-t1"} and len(values) == 4
+    robust = values[values["eps_str"] == "4/255"]["value"]
+    assert noise.loc["4/255", "sd"] == pytest.approx(robust.std()) and noise.loc["4/255", "min"] == robust.min()
+    seed0 = values[values["training"] == "fare4-s0-t1"].set_index("eps_str")
+    assert (seed0["value"] == seed0["baseline"]).all()  # seed 0 is the baseline's recipe, retrained on this machine
+    assert len(set(values["encoder_sha256"])) == 2  # the other seed trained another checkpoint
+
+    annotated = pd.read_csv(out / "baseline_with_training_noise.csv", dtype={"eps_str": str})
+    cell = annotated[(annotated["metric"] == "accuracy") & (annotated["eps_str"] == "4/255")].iloc[0]
+    assert cell["tolerance_train"] == pytest.approx(3 * math.sqrt(2) * noise.loc["4/255", "sd"])
+    assert "| fare4 | colour | 4/255 |" in text and "Pooled training sd" in text
+    assert "| one-step | fare4 |" in text and "| apgd-1 | fare4 |" in text
+    assert (out / "runs" / "fare4-one-step" / "junit.xml").is_file()
+
+    assert main(["check", "--baseline", str(baseline), "--encoder", "fare4", "--write-baseline", "--train",
+                 "--training-noise", str(out / "training_noise.csv"), "--no-progress"]) == 0
+    refreshed = pd.read_csv(baseline, dtype={"eps_str": str})
+    assert refreshed["tolerance_reason"].str.contains("training noise", na=False).sum() == 2
