@@ -35,17 +35,18 @@ class CaptionData:
     references: list[list[str]]
     load_vlm: Callable = field(repr=False, compare=False)  # (encoder, device) -> the suite's VLM
     source: str = ""
+    definition: dict | None = None  # what generated it, where a suite generates its data (part of a cell's identity)
 
 
 def load_micro(n_samples: int, seed: int, dataset: str = "micro-coco") -> CaptionData:
     """``n_samples`` seeded micro test scenes with their five captions (four complete, one terse)."""
-    from bench.micro.data import generate_indices, select_indices
+    from bench.micro.data import generate_indices, select_indices, whole_world_definition
     from tasks.vlm.micro import load_micro_vlm
 
     indices = select_indices(n_samples, seed)
     split = generate_indices("test", indices)
     return CaptionData(dataset, indices, split.ids, split.images, [split.captions(i) for i in range(len(split))],
-                       load_micro_vlm, "micro world, test split")
+                       load_micro_vlm, "micro world, test split", whole_world_definition("captions"))
 
 
 @register_task("captioning", "coco")

@@ -36,12 +36,13 @@ class VQAData:
     answers: list[tuple[str, ...]]  # ten annotator answers per question
     load_vlm: Callable = field(repr=False, compare=False)
     source: str = ""
+    definition: dict | None = None  # what generated it, where a suite generates its data (part of a cell's identity)
 
 
 def load_micro(n_samples: int, seed: int, dataset: str = "micro-vqa") -> VQAData:
     """One question per seeded micro test scene (which of its three questions: the scene index mod 3, so every
     kind of question appears)."""
-    from bench.micro.data import generate_indices, select_indices
+    from bench.micro.data import generate_indices, select_indices, whole_world_definition
     from tasks.vlm.micro import load_micro_vlm
 
     indices = select_indices(n_samples, seed)
@@ -49,7 +50,7 @@ def load_micro(n_samples: int, seed: int, dataset: str = "micro-vqa") -> VQAData
     chosen = [split.questions(i)[int(idx) % 3] for i, idx in enumerate(indices)]
     return VQAData(dataset, indices, [f"{sid}-q{int(idx) % 3}" for sid, idx in zip(split.ids, indices)],
                    split.images, [q.question for q in chosen], [q.answers for q in chosen], load_micro_vlm,
-                   "micro world, test split")
+                   "micro world, test split", whole_world_definition("questions"))
 
 
 @register_task("vqa")

@@ -22,9 +22,9 @@ def safe_component(text: str) -> str:
 @dataclass(frozen=True)
 class CellConfig:
     """Everything that produced a cell's numbers: the encoder (name and checkpoint hash), the data (suite, dataset,
-    sample count, seed), the attack (the protocol's full definition, not only its name, and the version of the
-    engine that ran it), and the task's definition of its metrics. Editing any of these gives a new run id, so
-    cells computed under an old meaning are never reused."""
+    its definition where generated, sample count, seed), the attack (the protocol's full definition, not only its
+    name, and the version of the engine that ran it), and the task's definition of its metrics. Editing any of
+    these gives a new run id, so cells computed under an old meaning are never reused."""
 
     suite: str
     encoder: str
@@ -41,9 +41,15 @@ class CellConfig:
     protocol: dict | None = None  # the protocol's stages, iterations, restarts, losses, norm
     metric_definition: str = ""  # the task's definition of what its metrics measure
     engine_version: str = ""  # attacks.ENGINE_VERSION: bumped whenever a change can move an attack's numbers
+    # what decides the dataset's samples, labels and prompts, where the suite defines it (the generated micro
+    # datasets: world version, slice, stream, prompts); None for datasets read from fixed files
+    data: dict | None = None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["data"] is None:  # added after cells were stored: a cell without it keeps its run id
+            del out["data"]
+        return out
 
     @property
     def run_id(self) -> str:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from bench.core.errors import BenchError
 from bench.micro import language
-from bench.micro.data import ZEROSHOT_DATASETS, generate_indices, select_indices
+from bench.micro.data import generate_dataset, select_indices
+from bench.micro.datasets import DATASETS, ZEROSHOT_DATASETS
 
 
 def load_classification(dataset: str, n_samples: int, seed: int):
     from tasks.zeroshot import ClassificationData
 
-    if dataset not in ZEROSHOT_DATASETS:
+    if dataset not in DATASETS:
         raise BenchError(f"unknown micro zero-shot dataset {dataset!r} (known: {', '.join(ZEROSHOT_DATASETS)})")
+    spec = DATASETS[dataset]
     indices = select_indices(n_samples, seed)
-    split = generate_indices("test", indices)
-    return ClassificationData(dataset, indices, split.ids, split.images, split.labels(dataset),
-                              list(language.CLASSNAMES[dataset]), language.class_prompts(dataset),
-                              ensemble=language.ENSEMBLE)
+    split = generate_dataset(dataset, "test", indices)
+    return ClassificationData(dataset, indices, split.ids, split.images, split.labels(dataset), spec.classnames,
+                              spec.class_prompts(), ensemble=language.ENSEMBLE, definition=spec.definition())
 
 
 def load_encoder(spec, device: str, allow_training: bool = True, progress: bool = True, overrides=None):
@@ -47,7 +48,15 @@ def load_encoder(spec, device: str, allow_training: bool = True, progress: bool 
     return sources.load(spec, source, spec.base or MICRO_BASE, ctx)
 
 
-def train_data(cfg):
-    from bench.train.data import MicroTrainData
+def training_identity() -> dict:
+    """What micro fine-tuning reads: the fine-tuning set's definition and the base CLIP it starts from."""
+    from bench.micro.datasets import FINETUNING_SET
+    from bench.micro.encoders import micro_card
 
-    return MicroTrainData(cfg.n_train)
+    return {"fine_tuning_set": FINETUNING_SET.definition(), "base_sha256": micro_card()["sha256"]}
+
+
+def train_data(cfg):
+    from bench.micro.finetune_data import FineTuningData
+
+    return FineTuningData(cfg.n_train)

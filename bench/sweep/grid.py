@@ -125,7 +125,7 @@ def _grid_cell(req, suite, store: Store, encoder, task, data, dataset: str, atta
     n = len(task.sample_ids(data))
     run_id, done, complete = None, 0, False
     if encoder is not None:
-        cfg = cell_config(req, suite.name, encoder.meta, task, dataset, protocol, eps, n, backend)
+        cfg = cell_config(req, suite.name, encoder.meta, task, dataset, protocol, eps, n, backend, data)
         run_id, run = cfg.run_id, store.existing(cfg)
         if run is not None:
             complete = run.complete and not req.force

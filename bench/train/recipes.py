@@ -8,6 +8,7 @@ README. Users override any field with `bench train` options.
 
 from __future__ import annotations
 
+from bench.core.config import config_hash
 from bench.core.errors import BenchError
 from bench.train.config import TrainConfig
 from bench.train.objectives import OBJECTIVES
@@ -46,6 +47,10 @@ def recipe(suite: str, method: str, eps_levels: int) -> TrainConfig:
     ratio = base.pop("inner_step_eps_ratio", None)
     if ratio is not None:  # a step that scales with the training ε (FGSM-RS: 1.25·ε)
         base["inner_step_size"] = ratio * eps_levels / 255
+    if suite == "micro":
+        from bench.micro.suite import training_identity  # MERGE: hand over through the Suite (layers)
+
+        base["data_identity"] = config_hash(training_identity(), length=12)
     cfg = TrainConfig(method=objective.name, eps_levels=eps_levels, **base)
     cfg.validate()
     return cfg
