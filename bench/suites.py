@@ -14,7 +14,7 @@ from bench.core.suite import Suite
 
 def _micro(**options) -> Suite:
     from bench.micro import suite as micro
-    from bench.micro.data import ZEROSHOT_DATASETS
+    from bench.micro.datasets import DATASETS, ZEROSHOT_DATASETS
 
     given = [k.replace("_", "-") for k, v in options.items() if v]
     if given:
@@ -26,7 +26,8 @@ def _micro(**options) -> Suite:
     return Suite("micro", {"zeroshot": ZEROSHOT_DATASETS, **vlm_data.MICRO_DATASETS}, ("zeroshot",), n_samples=100,
                  batch_size=64, load_classification=micro.load_classification, load_encoder=micro.load_encoder,
                  train_data=lambda cfg, _root: micro.train_data(cfg), load_vlm_data=vlm_data.load_micro,
-                 task_samples=vlm_data.MICRO_SAMPLES, task_batch_size=vlm_data.MICRO_BATCH)
+                 task_samples=vlm_data.MICRO_SAMPLES, task_batch_size=vlm_data.MICRO_BATCH,
+                 in_distribution=tuple(d for d in ZEROSHOT_DATASETS if DATASETS[d].role == "in-distribution"))
 
 
 def _paper(family: str) -> Callable[..., Suite]:

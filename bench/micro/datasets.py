@@ -8,7 +8,7 @@ their own ("a photo of a red circle."); unsupervised ones (FARE, Sim-CLIP) read 
 
 Evaluation is zero-shot on datasets that each hold something out from that slice, as the papers' 13-16 zero-shot
 datasets do from ImageNet: shape and colour values that no fine-tuning image shows (their names are new words to
-the supervised objectives too), label vocabularies that fine-tuning never trained on (counts, positions), and
+the supervised objectives too), a label vocabulary that fine-tuning never trained on (counts), and
 image domains it never saw (outlines, the analogue of ImageNet-Sketch; stripes, of ImageNet-R). ``objects`` is the
 in-distribution dataset, the analogue of ImageNet itself: the fine-tuning classes on unseen test scenes of the
 fine-tuning distribution, reported apart from the zero-shot average.
@@ -30,8 +30,8 @@ from bench.micro.world import COLOURS, COUNTS, GRID, SHAPES, WORLD_VERSION, Scen
 
 SEEN_SHAPES = ("circle", "square", "triangle", "cross", "ring")
 HELD_OUT_SHAPES = tuple(s for s in SHAPES if s not in SEEN_SHAPES)  # star, diamond, hexagon, crescent
-# a contiguous block of hues fine-tuning never shows: the greens, cyans and light blues
-HELD_OUT_COLOURS = ("green", "mint", "cyan", "azure")
+# the fine-grained family of greens and blues (15 degrees apart) that fine-tuning never shows
+HELD_OUT_COLOURS = ("green", "emerald", "mint", "teal", "cyan", "cerulean", "azure")
 SEEN_COLOURS = tuple(c for c in COLOURS if c not in HELD_OUT_COLOURS)
 SEEN_COUNTS = (1, 2, 3)
 
@@ -148,12 +148,10 @@ DATASETS: dict[str, MicroDataset] = {d.name: d for d in (
                  "nothing: the fine-tuning classes on unseen test scenes of the fine-tuning distribution", 10),
     _zero_shot("novel-shapes", "shape", "shapes (and their names) that no fine-tuning image or label shows: "
                "star, diamond, hexagon, crescent", 11, shapes=HELD_OUT_SHAPES),
-    _zero_shot("novel-colours", "colour", "hues (and their names) that no fine-tuning image or label shows: green, "
-               "mint, cyan, azure", 12, colours=HELD_OUT_COLOURS),
+    _zero_shot("novel-colours", "colour", "a fine-grained family of hues (and their names) that no fine-tuning image "
+               "or label shows: seven greens and blues 15 degrees apart", 12, colours=HELD_OUT_COLOURS),
     _zero_shot("count", "count", "a label vocabulary fine-tuning never trained on (its labels name shape and "
                "colour, never a count), and four objects, which no fine-tuning image shows", 13, counts=COUNTS),
-    _zero_shot("position", "position", "a label vocabulary fine-tuning never trained on: where a single object "
-               "is", 14, counts=(1,)),
     _zero_shot("sketch", "shape", "an image domain fine-tuning never saw: objects drawn as outlines (the analogue "
                "of ImageNet-Sketch)", 15, styles=("outline",)),
     _zero_shot("stripes", "shape", "an image domain fine-tuning never saw: objects filled with stripes (the "

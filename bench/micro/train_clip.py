@@ -181,9 +181,9 @@ def main(argv=None) -> dict:
     train_seconds = time.time() - started - data_seconds
 
     model.eval()
-    accuracy = zeroshot_accuracy(model, tok, mean, std, args.n_eval, args.eval_split)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)  # the weights first: an evaluation that fails loses no training
     sha = save_tensors(args.out / "micro_clip.safetensors", pack_state_dict(model.state_dict()))
+    accuracy = zeroshot_accuracy(model, tok, mean, std, args.n_eval, args.eval_split)
     card = {
         "model": "micro-clip",
         "config": cfg,
