@@ -31,8 +31,8 @@ from bench.micro.world import COLOURS, COUNTS, SHAPES, STYLES, WORLD_VERSION
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ASSETS, help="directory for micro_clip.safetensors and its card")
-    p.add_argument("--n-train", type=int, default=30_000, help="training scenes")
-    p.add_argument("--steps", type=int, default=480)
+    p.add_argument("--n-train", type=int, default=40_000, help="training scenes")
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--eval-split", default="test", choices=("val", "test"),
                    help="split of the zero-shot datasets the card's accuracy is measured on (val while designing)")
     p.add_argument("--batch", type=int, default=256)
