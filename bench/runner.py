@@ -143,13 +143,15 @@ def plan(req: RunRequest) -> tuple[Suite, list, list[tuple[str, str]], list[tupl
 
 
 def cell_config(req: RunRequest, suite: str, encoder_meta, task, dataset: str, protocol, eps: Eps, n_samples: int,
-                backend: str, defence: dict | None = None) -> CellConfig:
+                backend: str, defence: dict | None = None, data=None) -> CellConfig:
     """The identity of one cell: what it measures and everything that produced it (see ``CellConfig``);
-    ``defence``: the identity of the test-time defence the encoder runs under (``DefendedEncoder.identity``)."""
+    ``defence``: the identity of the test-time defence the encoder runs under (``DefendedEncoder.identity``);
+    ``data`` (the loaded dataset) adds its definition where the suite generates it."""
     return CellConfig(suite, encoder_meta.name, encoder_meta.checkpoint_sha256, task.name, dataset, protocol.name,
                       eps.value, eps.label, n_samples, req.seed, backend=backend, precision=req.precision,
                       protocol=protocol.definition(), metric_definition=task.metric_definition,
-                      engine_version=ENGINE_VERSION, defence=defence)
+                      engine_version=ENGINE_VERSION, defence=defence,
+                      data=getattr(data, "definition", None))
 
 
 def defence_identity(encoder) -> dict | None:
@@ -199,7 +201,7 @@ def run(req: RunRequest) -> pd.DataFrame:
                 backend = req.backend if attack != "none" else "native"
                 protocol = cell_protocol(task, attack, backend, spec)
                 cfg = cell_config(req, suite.name, encoder.meta, task, dataset, protocol, eps,
-                                  len(task.sample_ids(data)), backend, defence_identity(encoder))
+                                  len(task.sample_ids(data)), backend, defence_identity(encoder), data)
                 cells.append(Cell(cfg, task, data, encoder, protocol))
         if shards.main:
             _print_plan(store, cells, encoder, device, batch_size, req, shards.world)

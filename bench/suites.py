@@ -16,7 +16,7 @@ from bench.core.registry import Registry
 from bench.core.suite import Suite
 from bench.micro import suite as micro
 from bench.micro import vlm as micro_vlm
-from bench.micro.data import ZEROSHOT_DATASETS
+from bench.micro.datasets import DATASETS, ZEROSHOT_DATASETS
 from bench.paper.encoders import FAMILIES
 from bench.paper.suite import build_named
 from tasks.registry import TASKS
@@ -30,7 +30,9 @@ def _micro(**options) -> Suite:
     return Suite("micro", {"zeroshot": ZEROSHOT_DATASETS, **micro_vlm.DATASETS}, ("zeroshot",), n_samples=100,
                  batch_size=64, load_classification=micro.load_classification, load_encoder=micro.load_encoder,
                  train_data=lambda cfg, _root: micro.train_data(cfg), load_vlm_data=micro_vlm.load_vlm_data,
-                 task_samples=micro_vlm.SAMPLES, task_batch_size=micro_vlm.BATCH)
+                 task_samples=micro_vlm.SAMPLES, task_batch_size=micro_vlm.BATCH,
+                 in_distribution=tuple(d for d in ZEROSHOT_DATASETS if DATASETS[d].role == "in-distribution"),
+                 training_identity=micro.training_identity)
 
 
 def _paper(family: str) -> Callable[..., Suite]:

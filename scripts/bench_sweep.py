@@ -57,6 +57,7 @@ def bench(args: list[str], env: dict) -> float:
 
 def ensure_trained(encoders: list[str], quick: int | None, env: dict) -> None:
     from bench.encoders.registry import ENCODERS
+    from bench.micro.suite import training_identity
     from bench.train.cache import encoder_dir, read_card
     from bench.train.recipes import recipe
 
@@ -64,7 +65,7 @@ def ensure_trained(encoders: list[str], quick: int | None, env: dict) -> None:
         spec = ENCODERS.get(name)
         if not spec.robust:
             continue
-        target = encoder_dir(recipe("micro", spec.method, round(spec.train_eps * 255)))
+        target = encoder_dir(recipe("micro", spec.method, round(spec.train_eps * 255), training_identity()))
         if read_card(target) is not None:
             print(f"{name}: trained already ({target})")
             continue

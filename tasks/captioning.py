@@ -34,6 +34,7 @@ class CaptionData:
     references: list[list[str]]
     load_vlm: Callable = field(repr=False, compare=False)  # (encoder, device) -> the suite's VLM
     source: str = ""
+    definition: dict | None = None  # what generated it, where a suite generates its data (part of a cell's identity)
 
 
 @register_task("captioning", "coco")

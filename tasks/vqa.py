@@ -35,6 +35,7 @@ class VQAData:
     answers: list[tuple[str, ...]]  # ten annotator answers per question
     load_vlm: Callable = field(repr=False, compare=False)
     source: str = ""
+    definition: dict | None = None  # what generated it, where a suite generates its data (part of a cell's identity)
 
 
 @register_task("vqa")

@@ -28,6 +28,7 @@ class ClassificationData:
     classnames: list[str]
     class_prompts: list[list[str]]
     ensemble: str = "mean"  # how a class's prompts combine (tasks/zeroshot_model.py)
+    definition: dict | None = None  # what generated it, where a suite generates its data (part of a cell's identity)
 
 
 @register_task("zero-shot", "classification")

@@ -325,13 +325,13 @@ def test_each_method_is_watched_as_it_means_to_train(tmp_path, micro_clip, metho
     """A method that keeps the clean embedding near the original one is watched for drift from it; one that moves
     away by design (supervised, distilling) by its spread only. A method reading class prompts gets the micro world's
     160 scene classes; SGD runs with momentum 0.9."""
-    from bench.micro.train_data import MicroTrainData
+    from bench.micro.train_data import FineTuningData
     from bench.train.loop import setup_run
 
     objective = OBJECTIVES.get(method)
     cfg = TrainConfig(method=method, eps_levels=1, suite="micro", steps=1, batch_size=4, lr=1e-4,
                       weight_decay=0.0, warmup_steps=1, inner_steps=1, n_train=16, optimizer="sgd")
-    run = setup_run(cfg, micro_clip, MicroTrainData(16), tmp_path / method, torch.device("cpu"))
+    run = setup_run(cfg, micro_clip, FineTuningData(16), tmp_path / method, torch.device("cpu"))
     watches_drift = run.monitor.min_cosine is not None and run.monitor.drift_cosine is not None
     assert watches_drift == objective.keeps_original_embedding
     assert isinstance(run.opt, torch.optim.SGD) and run.opt.defaults["momentum"] == 0.9
@@ -342,12 +342,12 @@ def test_each_method_is_watched_as_it_means_to_train(tmp_path, micro_clip, metho
 @pytest.mark.parametrize("method", OBJECTIVES.names())
 def test_one_training_step_on_the_micro_clip(tmp_path, micro_clip, method):
     """A real step (inner PGD, outer loss, backward, optimiser) through the loop: finite, and it moves the tower."""
-    from bench.micro.train_data import MicroTrainData
+    from bench.micro.train_data import FineTuningData
     from bench.train.loop import setup_run, train_step
 
     cfg = TrainConfig(method=method, eps_levels=1, suite="micro", steps=1, batch_size=4, lr=1e-3, weight_decay=0.0,
                       warmup_steps=1, inner_steps=2, n_train=16)
-    run = setup_run(cfg, micro_clip, MicroTrainData(16), tmp_path, torch.device("cpu"))
+    run = setup_run(cfg, micro_clip, FineTuningData(16), tmp_path, torch.device("cpu"))
     run.monitor.reference_spread = 0.08
     before = {k: v.clone() for k, v in run.student.visual.state_dict().items()}
     row = train_step(run, 0)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from bench.core.checkpoints import load_tensors, sha256_file
 from bench.core.errors import BenchError, NeedsTraining
-from bench.micro.train_data import MicroTrainData
+from bench.micro.train_data import FineTuningData
 from bench.train.config import TrainConfig
 from bench.train.data import batch_indices
 from bench.train.health import CollapseMonitor, embedding_spread
@@ -34,7 +34,7 @@ def micro_clip():
 
 @pytest.fixture(scope="module")
 def tiny_data():
-    return MicroTrainData(64)
+    return FineTuningData(64)
 
 
 def test_batch_indices_cover_each_epoch_once():
@@ -206,7 +206,7 @@ def test_on_demand_cache(tmp_path, monkeypatch, micro_clip, tiny_data):
 def test_micro_training_data_is_drawn_lazily_and_equals_the_split():
     from bench.micro.data import generate
 
-    data = MicroTrainData(64)
+    data = FineTuningData(64)
     assert data.drawn == 0
     x, labels = data.load([5, 3, 5])
     split = generate("train", 8)

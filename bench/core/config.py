@@ -22,8 +22,9 @@ def safe_component(text: str) -> str:
 @dataclass(frozen=True)
 class CellConfig:
     """Everything that produced a cell's numbers: the encoder (name and checkpoint hash, and the test-time defence it
-    runs under), the data (suite, dataset, sample count, seed), the attack (the protocol's full definition, not only
-    its name, and the version of the engine that ran it), and the task's definition of its metrics. Editing any of
+    runs under), the data (suite, dataset, its definition where generated, sample count, seed), the attack (the
+    protocol's full definition, not only its name, and the version of the engine that ran it), and the task's
+    definition of its metrics. Editing any of
     these gives a new run id, so cells computed under an old meaning are never reused."""
 
     suite: str
@@ -41,14 +42,17 @@ class CellConfig:
     protocol: dict | None = None  # the protocol's stages, iterations, restarts, losses, norm
     metric_definition: str = ""  # the task's definition of what its metrics measure
     engine_version: str = ""  # attacks.ENGINE_VERSION: bumped whenever a change can move an attack's numbers
-    # the test-time defence the encoder runs under (bench.defences: name, algorithm, every hyperparameter); None: none.
-    # Left out of the hash while None, so that every cell without a defence keeps the run id it had before defences
+    # the test-time defence the encoder runs under (bench.defences: name, algorithm, every hyperparameter); None: none
     defence: dict | None = None
+    # what decides the dataset's samples, labels and prompts, where the suite defines it (the generated micro
+    # datasets: world version, slice, stream, prompts); None for datasets read from fixed files
+    data: dict | None = None
 
     def as_dict(self) -> dict:
         out = asdict(self)
-        if out["defence"] is None:
-            out.pop("defence")
+        for later in ("defence", "data"):  # added after cells were stored: a cell without them keeps its run id
+            if out[later] is None:
+                del out[later]
         return out
 
     @property

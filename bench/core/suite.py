@@ -26,6 +26,16 @@ class Suite:
     load_vlm_data: Callable | None = field(default=None, repr=False, compare=False)
     task_samples: dict[str, int] = field(default_factory=dict)  # per-task default samples (else n_samples)
     task_batch_size: dict[str, int] = field(default_factory=dict)  # per-task default batch (else batch_size)
+    # datasets drawn from the fine-tuning distribution (the analogue of ImageNet for ImageNet-trained defences):
+    # reported apart, outside the task's zero-shot average, as the papers report them
+    in_distribution: tuple[str, ...] = ()
+    # () -> the hash of what the suite's fine-tuning reads (TrainConfig.data_identity, part of every training cache
+    # key); None: the recipe alone says it (the paper suites: the ImageNet train split)
+    training_identity: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+
+    def data_identity(self) -> str:
+        """What ``training_identity`` says, or "" where the recipe alone says it."""
+        return self.training_identity() if self.training_identity else ""
 
     def samples_for(self, task: str) -> int:
         return self.task_samples.get(task, self.n_samples)

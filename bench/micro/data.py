@@ -9,9 +9,16 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.micro import language
-from bench.micro.world import COLOURS, COUNTS, DEFAULT_IMAGE_SIZE, DEFAULT_WORLD_SEED, SHAPES, Scene, make_sample
-
-ZEROSHOT_DATASETS = ("shape", "colour", "count")
+from bench.micro.datasets import DATASETS, ZEROSHOT_DATASETS  # noqa: F401 (ZEROSHOT_DATASETS: re-exported)
+from bench.micro.world import (
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_WORLD_SEED,
+    WHOLE_WORLD,
+    WORLD_VERSION,
+    Scene,
+    Slice,
+    make_sample,
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,7 @@ class MicroSplit:
     indices: tuple[int, ...]
     images: np.ndarray
     scenes: tuple[Scene, ...]
+    stream: int = 0  # the distribution it was drawn from (0: the whole world; see bench/micro/datasets.py)
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -32,43 +40,53 @@ class MicroSplit:
         return [f"{self.split}-{i:06d}" for i in self.indices]
 
     def labels(self, dataset: str) -> np.ndarray:
-        if dataset == "shape":
-            return np.array([SHAPES.index(s.shape) for s in self.scenes], dtype=np.int64)
-        if dataset == "colour":
-            return np.array([COLOURS.index(s.colour) for s in self.scenes], dtype=np.int64)
-        if dataset == "count":
-            return np.array([COUNTS.index(s.count) for s in self.scenes], dtype=np.int64)
-        raise KeyError(f"unknown micro dataset {dataset!r}; expected one of {ZEROSHOT_DATASETS}")
+        if dataset not in DATASETS:
+            raise KeyError(f"unknown micro dataset {dataset!r}; expected one of {ZEROSHOT_DATASETS}")
+        return np.array([DATASETS[dataset].label_of(s) for s in self.scenes], dtype=np.int64)
 
     def captions(self, i: int, n: int = 5) -> list[str]:
         return [c.text for c in self.captions_with_mentions(i, n)]
 
     def captions_with_mentions(self, i: int, n: int = 5) -> list[language.Caption]:
-        rng = language.text_rng(self.seed, self.split, self.indices[i], 0)
+        rng = language.text_rng(self.seed, self.split, self.indices[i], 0, self.stream)
         return language.captions_with_mentions(self.scenes[i], rng, n)
 
     def questions(self, i: int, n: int = 3) -> list[language.Question]:
-        return language.questions(self.scenes[i], language.text_rng(self.seed, self.split, self.indices[i], 1), n)
+        rng = language.text_rng(self.seed, self.split, self.indices[i], 1, self.stream)
+        return language.questions(self.scenes[i], rng, n)
 
 
-def generate_indices(split: str, indices, seed: int = DEFAULT_WORLD_SEED,
-                     size: int = DEFAULT_IMAGE_SIZE) -> MicroSplit:
-    """The samples at ``indices`` of ``split``; identical on every call and every machine."""
+def generate_indices(split: str, indices, seed: int = DEFAULT_WORLD_SEED, size: int = DEFAULT_IMAGE_SIZE,
+                     within: Slice = WHOLE_WORLD, stream: int = 0) -> MicroSplit:
+    """The samples at ``indices`` of ``split`` of the distribution ``within`` (drawn from random stream ``stream``);
+    identical on every call and every machine."""
     indices = tuple(int(i) for i in indices)
     images = np.empty((len(indices), 3, size, size), dtype=np.uint8)
     scenes = []
     for k, i in enumerate(indices):
-        scene, img = make_sample(seed, split, i, size)
+        scene, img = make_sample(seed, split, i, size, within, stream)
         images[k] = np.round(img * 255.0).astype(np.uint8).transpose(2, 0, 1)
         scenes.append(scene)
     images.setflags(write=False)
-    return MicroSplit(split, seed, indices, images, tuple(scenes))
+    return MicroSplit(split, seed, indices, images, tuple(scenes), stream)
+
+
+def generate_dataset(dataset: str, split: str, indices, seed: int = DEFAULT_WORLD_SEED) -> MicroSplit:
+    """The samples at ``indices`` of one micro dataset's ``split`` (see bench/micro/datasets.py)."""
+    spec = DATASETS[dataset]
+    return generate_indices(split, indices, seed, within=spec.within, stream=spec.stream)
+
+
+def whole_world_definition(texts: str) -> dict:
+    """The identity of a vision-language dataset drawn from the whole world's test split (``texts``: captions or
+    questions): a new world version never reuses its cells."""
+    return {"world_version": WORLD_VERSION, "slice": WHOLE_WORLD.definition(), "split": "test", "texts": texts}
 
 
 @lru_cache(maxsize=8)
 def generate(split: str, n: int, seed: int = DEFAULT_WORLD_SEED, size: int = DEFAULT_IMAGE_SIZE,
              start: int = 0) -> MicroSplit:
-    """Samples ``start .. start+n-1`` of ``split``."""
+    """Samples ``start .. start+n-1`` of ``split`` of the whole world (what the micro CLIP and VLM train on)."""
     return generate_indices(split, range(start, start + n), seed, size)
 
 

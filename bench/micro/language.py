@@ -13,21 +13,24 @@ import numpy as np
 from bench.micro.world import COLOURS, COUNTS, GRID, SHAPES, SPLITS, Scene
 
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
-PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses", "ring": "rings"}
+PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses", "ring": "rings",
+           "star": "stars", "diamond": "diamonds", "hexagon": "hexagons", "crescent": "crescents"}
 NOUNS = ("shapes", "objects", "things")
 VERTICAL = ("at the top", "at the bottom")  # by grid row
 HORIZONTAL = ("on the left", "on the right")  # by grid column
 SIDES = ("left", "right")
 
 
-def text_rng(seed: int, split: str, index: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, SPLITS[split], index, 1000 + stream])
+def text_rng(seed: int, split: str, index: int, kind: int, stream: int = 0) -> np.random.Generator:
+    """The random stream of one sample's texts (``kind`` 0: captions, 1: questions) of scene stream ``stream``."""
+    key = [seed, SPLITS[split], index, 1000 + kind] + ([7919, stream] if stream else [])
+    return np.random.default_rng(key)
 
 
 def position_phrase(scene: Scene) -> str:
     rows, cols = set(scene.rows), set(scene.cols)
     if scene.count == 1:
-        return f"{VERTICAL[scene.rows[0]]} {HORIZONTAL[scene.cols[0]]}"
+        return cell_phrase(scene.cells[0])
     if rows == {0}:
         return "along the top"
     if rows == {GRID - 1}:
@@ -41,16 +44,20 @@ def position_phrase(scene: Scene) -> str:
 
 def _noun_phrase(scene: Scene, rng: np.random.Generator) -> str:
     number = NUMBER_WORDS[scene.count] if rng.random() < 0.75 else str(scene.count)
+    colour = f"striped {scene.colour}" if scene.style == "striped" else scene.colour
     if scene.count == 1:
         article = "a" if rng.random() < 0.6 else "one"
-        return f"{article} {scene.colour} {scene.shape}"
-    return f"{number} {scene.colour} {PLURALS[scene.shape]}"
+        return f"{article} {colour} {scene.shape}"
+    return f"{number} {colour} {PLURALS[scene.shape]}"
 
 
 @dataclass(frozen=True)
 class Caption:
     text: str
-    mentions: frozenset[str]  # which of shape / colour / count the caption states (partial captions state one)
+    # what the caption states: shape / colour / count (complete captions state all three, terse ones one), and
+    # position or style where its wording does; the micro CLIP treats a caption as describing every scene that
+    # agrees with what it states
+    mentions: frozenset[str]
 
 
 FULL = frozenset({"shape", "colour", "count"})
@@ -73,28 +80,52 @@ def _partial(scene: Scene, attribute: str, rng: np.random.Generator) -> str:
     return options[int(rng.integers(len(options)))]
 
 
+def _templates(scene: Scene, rng: np.random.Generator) -> list[tuple[object, frozenset[str]]]:
+    """(template over a noun phrase, what beyond shape, colour and count it states) for ``scene``'s style: photo-like
+    wordings for solid and striped objects (a striped one's noun phrase says "striped"), sketch wordings for
+    outlines."""
+    bg = "light" if scene.light_background else "dark"
+    where = position_phrase(scene)
+    plural = scene.count > 1
+    be = "are" if plural else "is"
+    none, pos = frozenset(), frozenset({"position"})
+    if scene.style == "outline":
+        return [
+            (lambda np_: f"a sketch of {np_}.", none),
+            (lambda np_: f"an outline drawing of {np_} on a {bg} background.", none),
+            (lambda np_: f"a line drawing of {np_} {where}.", pos),
+            (lambda np_: f"a sketch showing {np_}.", none),
+            (lambda np_: f"{np_} drawn in outline.", none),
+            (lambda np_: f"a drawing of {np_} {where}.", pos),
+        ]
+    noun = NOUNS[int(rng.integers(len(NOUNS)))]
+    shape_word = PLURALS[scene.shape] if plural else scene.shape
+    return [
+        (lambda np_: f"{np_}.", none),
+        (lambda np_: f"a picture of {np_} on a {bg} background.", none),
+        (lambda np_: f"{np_} {where}.", pos),
+        (lambda np_: f"an image showing {np_}.", none),
+        (lambda np_: f"a noisy {bg} background with {np_} on it.", none),
+        (lambda np_: f"there {be} {np_} in this image.", none),
+        (lambda np_: (f"{NUMBER_WORDS[scene.count]} {scene.colour} {noun} shaped like {shape_word}." if plural
+                      else f"one {scene.colour} object shaped like a {scene.shape}."), frozenset({"no-style"})),
+        (lambda np_: f"a photo of {np_} {where}.", pos),
+    ]
+
+
 def captions_with_mentions(scene: Scene, rng: np.random.Generator, n: int = 5, n_partial: int = 1
                            ) -> list[Caption]:
     """``n`` different captions of ``scene`` as annotators might write them: ``n - n_partial`` complete ones and
     ``n_partial`` terse ones that state a single attribute."""
-    bg = "light" if scene.light_background else "dark"
-    noun = NOUNS[int(rng.integers(len(NOUNS)))]
-    plural = scene.count > 1
-    be = "are" if plural else "is"
-    shape_word = PLURALS[scene.shape] if plural else scene.shape
-    templates = [
-        lambda np_: f"{np_}.",
-        lambda np_: f"a picture of {np_} on a {bg} background.",
-        lambda np_: f"{np_} {position_phrase(scene)}.",
-        lambda np_: f"an image showing {np_}.",
-        lambda np_: f"a noisy {bg} background with {np_} on it.",
-        lambda np_: f"there {be} {np_} in this image.",
-        lambda np_: (f"{NUMBER_WORDS[scene.count]} {scene.colour} {noun} shaped like {shape_word}."
-                     if plural else f"one {scene.colour} object shaped like a {scene.shape}."),
-        lambda np_: f"a photo of {np_} {position_phrase(scene)}.",
-    ]
+    templates = _templates(scene, rng)
     order = rng.permutation(len(templates))[: n - n_partial]
-    out = [Caption(templates[i](_noun_phrase(scene, rng)), FULL) for i in order]
+    out = []
+    for i in order:
+        template, extra = templates[i]
+        # a sketch wording or a striped noun phrase states the style; a plain photo wording of a solid scene does not
+        states_style = scene.style == "outline" or (scene.style == "striped" and "no-style" not in extra)
+        mentions = FULL | (extra - {"no-style"}) | ({"style"} if states_style else set())
+        out.append(Caption(template(_noun_phrase(scene, rng)), frozenset(mentions)))
     for attribute in rng.permutation(sorted(FULL))[:n_partial]:
         out.append(Caption(_partial(scene, str(attribute), rng), frozenset({str(attribute)})))
     return [out[i] for i in rng.permutation(len(out))]
@@ -165,31 +196,27 @@ def questions(scene: Scene, rng: np.random.Generator, n: int = 3) -> list[Questi
     return [made[i] for i in sorted(order)]
 
 
-# Zero-shot classification: class names and prompt ensembles per micro dataset. A class's prompts describe it in
-# every context the world has: the shape "ring" is "three red rings.", "a picture of one blue ring.", ... over all
-# colours and counts, and the class embedding is their normalised mean (CLIP's prompt-ensemble recipe, with the
-# other attributes of the scene as the nuisance the ensemble averages out).
-CLASSNAMES = {
-    "shape": list(SHAPES),
-    "colour": list(COLOURS),
-    "count": [NUMBER_WORDS[c] for c in COUNTS],
+# Zero-shot prompts are built from the same phrases as the captions (bench/micro/datasets.py enumerates them):
+# a complete description of a scene, optionally where it is, in the wording of its image domain.
+PROMPT_TEMPLATES = {
+    "solid": ("{}.", "a picture of {}."),
+    "striped": ("{}.", "a picture of {}."),  # the noun phrase says "striped"
+    "outline": ("a sketch of {}.", "an outline drawing of {}."),
 }
-TEMPLATES = ("{}.", "a picture of {}.")
-ENSEMBLE = "logsumexp"  # see tasks/zeroshot_model.py: these prompts enumerate contexts, their probabilities add up
 
 
-def _phrase(shape: str, colour: str, count: int) -> str:
+def scene_phrase(shape: str, colour: str, count: int, style: str = "solid") -> str:
+    """"three red rings", "one striped blue star": the noun phrase of a complete description."""
+    colour = f"striped {colour}" if style == "striped" else colour
     return f"{NUMBER_WORDS[count]} {colour} {PLURALS[shape] if count > 1 else shape}"
 
 
-def class_prompts(dataset: str) -> list[list[str]]:
-    """Prompts per class: ``[[prompt, ...] for class]``, in the order of ``CLASSNAMES[dataset]``."""
-    if dataset == "shape":
-        phrases = [[_phrase(s, c, k) for c in COLOURS for k in COUNTS] for s in SHAPES]
-    elif dataset == "colour":
-        phrases = [[_phrase(s, c, k) for s in SHAPES for k in COUNTS] for c in COLOURS]
-    elif dataset == "count":
-        phrases = [[_phrase(s, c, k) for s in SHAPES for c in COLOURS] for k in COUNTS]
-    else:
-        raise KeyError(f"unknown micro dataset {dataset!r}")
-    return [[t.format(p) for p in ps for t in TEMPLATES] for ps in phrases]
+def cell_phrase(cell: int) -> str:
+    """Where a single object is: "at the top on the left" (the captions' words for one object)."""
+    row, col = divmod(cell, GRID)
+    return f"{VERTICAL[row]} {HORIZONTAL[col]}"
+
+
+# a class's prompts enumerate its complete descriptions in every context (see tasks/zeroshot_model.py): their
+# probabilities add up, so the class logit is their logsumexp
+ENSEMBLE = "logsumexp"

@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import torch
 
+from bench.core.config import config_hash
 from bench.core.errors import BenchError
 from bench.encoders import sources
 from bench.encoders.sources.train import Trained
 from bench.micro import language
-from bench.micro.data import ZEROSHOT_DATASETS, generate_indices, select_indices
-from bench.micro.encoders import MICRO_BASE
-from bench.micro.train_data import MicroTrainData
+from bench.micro.data import generate_dataset, select_indices
+from bench.micro.datasets import DATASETS, FINETUNING_SET, ZEROSHOT_DATASETS
+from bench.micro.encoders import MICRO_BASE, micro_card
+from bench.micro.train_data import FineTuningData
 from bench.train.cache import obtain
 from bench.train.recipes import recipe
 from tasks.zeroshot import ClassificationData
 
 
 def load_classification(dataset: str, n_samples: int, seed: int):
-    if dataset not in ZEROSHOT_DATASETS:
+    if dataset not in DATASETS:
         raise BenchError(f"unknown micro zero-shot dataset {dataset!r} (known: {', '.join(ZEROSHOT_DATASETS)})")
+    spec = DATASETS[dataset]
     indices = select_indices(n_samples, seed)
-    split = generate_indices("test", indices)
-    return ClassificationData(dataset, indices, split.ids, split.images, split.labels(dataset),
-                              list(language.CLASSNAMES[dataset]), language.class_prompts(dataset),
-                              ensemble=language.ENSEMBLE)
+    split = generate_dataset(dataset, "test", indices)
+    return ClassificationData(dataset, indices, split.ids, split.images, split.labels(dataset), spec.classnames,
+                              spec.class_prompts(), ensemble=language.ENSEMBLE, definition=spec.definition())
 
 
 def load_encoder(spec, device: str, allow_training: bool = True, progress: bool = True, overrides=None):
@@ -34,7 +36,7 @@ def load_encoder(spec, device: str, allow_training: bool = True, progress: bool 
     def train(spec, base, ctx):
         if base != MICRO_BASE:
             raise BenchError(f"{spec.name}: the micro recipe fine-tunes the committed micro CLIP, not {base}")
-        cfg = recipe("micro", spec.method, round(spec.train_eps * 255))
+        cfg = recipe("micro", spec.method, round(spec.train_eps * 255), training_identity())
         if overrides:
             cfg = cfg.with_overrides(**overrides)
         cfg, changed = cfg.with_text_overrides(ctx.train_overrides)
@@ -46,5 +48,12 @@ def load_encoder(spec, device: str, allow_training: bool = True, progress: bool 
     return sources.load(spec, source, spec.base or MICRO_BASE, ctx)
 
 
+def training_identity() -> str:
+    """What micro fine-tuning reads, hashed into every micro training cache key: the fine-tuning set's definition
+    and the base CLIP it starts from (a new world or a new base never picks up a tower trained on the old one)."""
+    return config_hash({"fine_tuning_set": FINETUNING_SET.definition(), "base_sha256": micro_card()["sha256"]},
+                       length=12)
+
+
 def train_data(cfg):
-    return MicroTrainData(cfg.n_train)
+    return FineTuningData(cfg.n_train)

@@ -1,33 +1,32 @@
-"""The micro suite's training data for adversarial fine-tuning: the micro world's train split, addressed by index
-(``bench.train.data.batch_indices``) so every process of a DDP run reads exactly the images one run would."""
+"""The micro fine-tuning set as training data: scenes of ``FINETUNING_SET`` addressed by index, so every process of
+a DDP run (and a resumed run) reads exactly the images a single uninterrupted run would."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from bench.micro import language
 from bench.micro.data import generate_indices
-from bench.micro.world import COLOURS, COUNTS, DEFAULT_IMAGE_SIZE, SHAPES
+from bench.micro.datasets import FINETUNING_SET, FineTuningSet
+from bench.micro.world import DEFAULT_IMAGE_SIZE
 
 
-class MicroTrainData:
-    """The micro world's training split, drawn lazily: a scene is generated the first time a step asks for it
-    (about 1.5 ms each) and kept, so a run pays only for the scenes it uses and its first step starts at once.
-    TeCoA's labels are whole scene classes (shape × colour × count), the micro world's analogue of ImageNet's."""
+class FineTuningData:
+    """One split of the fine-tuning set (``train`` for training, ``val`` for tuning a recipe), drawn lazily: a scene
+    is generated the first time a step asks for it (about 2 ms each) and kept, so a run pays only for the scenes
+    it uses and its first step starts at once. Labels are the set's (shape, colour) classes and ``class_prompts``
+    its own wording; unsupervised objectives read the images only."""
 
     keeps_drawn = True
 
-    def __init__(self, n_train: int):
-        self.n = n_train
-        self._classes = [(s, c, k) for s in SHAPES for c in COLOURS for k in COUNTS]
-        self._class_index = {cls: i for i, cls in enumerate(self._classes)}
-        self.class_prompts = [[f"a picture of {language.NUMBER_WORDS[k]} {c} "
-                               f"{language.PLURALS[s] if k > 1 else s}."] for s, c, k in self._classes]
-        self.description = f"micro world train split, {n_train} scenes"
+    def __init__(self, n: int, split: str = "train", spec: FineTuningSet = FINETUNING_SET):
+        self.n, self.split, self.spec = n, split, spec
+        self.class_prompts = spec.class_prompts
+        self.description = (f"micro fine-tuning set ({len(spec.classes)} shape × colour classes of solid scenes), "
+                            f"{split} split, {n} scenes")
         size = DEFAULT_IMAGE_SIZE
-        self._images = np.empty((n_train, 3, size, size), dtype=np.uint8)  # pages are touched only when drawn
-        self._labels = np.full(n_train, -1, dtype=np.int64)
+        self._images = np.empty((n, 3, size, size), dtype=np.uint8)  # pages are touched only when drawn
+        self._labels = np.full(n, -1, dtype=np.int64)
 
     @property
     def drawn(self) -> int:
@@ -37,9 +36,9 @@ class MicroTrainData:
     def _draw(self, indices: np.ndarray) -> None:
         missing = np.unique(indices[self._labels[indices] < 0])
         if len(missing):
-            split = generate_indices("train", missing)
-            self._images[missing] = split.images
-            self._labels[missing] = [self._class_index[(s.shape, s.colour, s.count)] for s in split.scenes]
+            drawn = generate_indices(self.split, missing, within=self.spec.within, stream=self.spec.stream)
+            self._images[missing] = drawn.images
+            self._labels[missing] = [self.spec.label(s) for s in drawn.scenes]
 
     def load(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         indices = np.asarray(indices, dtype=np.int64)

@@ -42,8 +42,8 @@ EXTRA_WORDS = ("maybe", "word")  # the VQA ensemble attack's targeted answers ("
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ASSETS, help="directory for micro_vlm.{json,safetensors,card.json}")
-    p.add_argument("--n-train", type=int, default=6_000, help="training scenes")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--n-train", type=int, default=12_000, help="training scenes")
+    p.add_argument("--steps", type=int, default=1_200)
     p.add_argument("--scenes-per-step", type=int, default=24, help="scenes per step (each with all its texts)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)

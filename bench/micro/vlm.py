@@ -5,7 +5,7 @@ and targeted tasks through ``Suite.load_vlm_data``."""
 from __future__ import annotations
 
 from bench.core.suite import check_dataset
-from bench.micro.data import generate_indices, select_indices
+from bench.micro.data import generate_indices, select_indices, whole_world_definition
 from tasks import targeted
 from tasks.captioning import CaptionData
 from tasks.vlm.micro import load_micro_vlm
@@ -30,7 +30,8 @@ def load_captions(n_samples: int, seed: int, dataset: str = "micro-coco") -> Cap
     indices = select_indices(n_samples, seed)
     split = generate_indices("test", indices)
     return CaptionData(dataset, indices, split.ids, split.images, [split.captions(i) for i in range(len(split))],
-                       load_micro_vlm, "micro world, test split")
+                       load_micro_vlm, "micro world, test split",
+                       whole_world_definition("captions"))
 
 
 def load_questions(n_samples: int, seed: int, dataset: str = "micro-vqa") -> VQAData:
@@ -41,4 +42,4 @@ def load_questions(n_samples: int, seed: int, dataset: str = "micro-vqa") -> VQA
     chosen = [split.questions(i)[int(idx) % 3] for i, idx in enumerate(indices)]
     return VQAData(dataset, indices, [f"{sid}-q{int(idx) % 3}" for sid, idx in zip(split.ids, indices)],
                    split.images, [q.question for q in chosen], [q.answers for q in chosen], load_micro_vlm,
-                   "micro world, test split")
+                   "micro world, test split", whole_world_definition("questions"))

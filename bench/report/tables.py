@@ -36,6 +36,7 @@ from bench.suites import get_suite
 from bench.train.objectives import OBJECTIVES, method_label
 
 AVERAGE = "average"
+ZERO_SHOT_AVERAGE = "zero-shot average"  # the label of the average when a task has in-distribution datasets
 CI_METHODS = ("wilson", "bootstrap")
 
 
@@ -71,6 +72,7 @@ class ReportTable:
     columns: list[Column]
     values: dict[tuple[str, Column], float]  # stored units
     intervals: dict[tuple[str, Column], tuple[float, float]] = field(default_factory=dict)
+    in_distribution: tuple[str, ...] = ()  # datasets outside the average (the suite's in-distribution ones)
     flags: dict[tuple[str, Column], list[str]] = field(default_factory=dict)
     flag_list: list[Flag] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -85,7 +87,8 @@ class ReportTable:
         """Datasets are named alone unless two tasks share a dataset name or the table has several tasks' averages."""
         several = len(self.tasks) > 1
         if col.dataset == AVERAGE:
-            return f"{col.task} {AVERAGE}" if several else AVERAGE
+            average = ZERO_SHOT_AVERAGE if self.in_distribution else AVERAGE
+            return f"{col.task} {average}" if several else average
         clash = len({c.task for c in self.columns if c.dataset == col.dataset}) > 1
         return f"{col.task}/{col.dataset}" if clash else col.dataset
 
@@ -130,12 +133,16 @@ class ReportTable:
         return out
 
 
+def _suite(name: str):
+    try:
+        return get_suite(name)
+    except BenchError:
+        return None
+
+
 def _task_layout(suite: str, head: pd.DataFrame) -> list[tuple[str, list[str]]]:
     """Tasks and their datasets in the suite's order when the suite is known, else in order of appearance."""
-    try:
-        known = get_suite(suite).tasks
-    except BenchError:
-        known = {}
+    known = getattr(_suite(suite), "tasks", {})
     tasks = list(dict.fromkeys([t for t in known if t in set(head["task"])] + list(head["task"])))
     layout = []
     for task in tasks:
@@ -150,10 +157,17 @@ def _column_attack(eps: float, attack: str, attacks: tuple[str, ...]) -> str:
     return attack if attacks and eps > 0 else ""
 
 
-def _columns(head: pd.DataFrame, layout, attacks: tuple[str, ...] = ()) -> list[Column]:
+def averaged(datasets: list[str], in_distribution: tuple[str, ...]) -> list[str]:
+    """The datasets a task's average is taken over: all but the in-distribution ones."""
+    return [d for d in datasets if d not in in_distribution]
+
+
+def _columns(head: pd.DataFrame, layout, attacks: tuple[str, ...] = (), in_distribution: tuple[str, ...] = ()
+             ) -> list[Column]:
     """Per task and dataset, a column per ε (clean first); with ``attacks`` (several protocols selected) a column
     per ε and attack, in the order the attacks were named, then the worst case over them and the gap of each
-    transfer protocol to it (``bench.report.worst``)."""
+    transfer protocol to it (``bench.report.worst``). The average (over the datasets that are not in-distribution)
+    follows the datasets it averages; in-distribution datasets come first."""
     cols = []
     derived = derived_columns(attacks)
     rank = {a: i for i, a in enumerate(attacks + derived)}
@@ -166,7 +180,9 @@ def _columns(head: pd.DataFrame, layout, attacks: tuple[str, ...] = ()) -> list[
                              columns=["eps_str", "eps", "key"])
         budgets = pd.concat([keyed[["eps_str", "eps", "key"]], extra]).drop_duplicates(["eps_str", "key"])
         budgets = sorted(budgets.itertuples(), key=lambda b: (b.eps, rank.get(b.key, -1)))
-        for dataset in [*datasets, AVERAGE] if len(datasets) > 1 else datasets:
+        inside = [d for d in datasets if d in in_distribution]
+        outside = averaged(datasets, in_distribution)
+        for dataset in [*inside, *outside, AVERAGE] if len(outside) > 1 else [*inside, *outside]:
             for b in budgets:
                 cols.append(Column(task, dataset, str(b.eps_str), float(b.eps), metric, b.key))
     return cols
@@ -196,6 +212,16 @@ def _intervals(head: pd.DataFrame, ci: str | None, store_root: Path | None, note
     else:
         notes.append("95 % intervals: Wilson score intervals from the stored rows")
     return out
+
+
+def average_interval(values: list[float], sizes: list[int]) -> tuple[float, float]:
+    """95 % interval of a mean of proportions measured on independent samples: the normal approximation with each
+    proportion's binomial variance, p shrunk to (k+1)/(n+2) so that 0 % and 100 % still count; clipped to [0, 1].
+    (Per-sample values are read only for the datasets' own bootstrap intervals.)"""
+    shrunk = [(v * n + 1) / (n + 2) for v, n in zip(values, sizes)]
+    se = math.sqrt(sum(p * (1 - p) / n for p, n in zip(shrunk, sizes))) / len(values)
+    mean = float(np.mean(values))
+    return (max(0.0, mean - 1.959964 * se), min(1.0, mean + 1.959964 * se))
 
 
 def _notes(head: pd.DataFrame, layout, attacks: tuple[str, ...] = ()) -> list[str]:
@@ -262,13 +288,19 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
     attacks = selected_attacks(filters) if split_by_attack(filters) else ()
     check_single_protocol(head, by_attack=bool(attacks))
     layout = _task_layout(suite, head)
-    columns = _columns(head, layout, attacks)
+    in_distribution = tuple(getattr(_suite(suite), "in_distribution", ()))
+    columns = _columns(head, layout, attacks, in_distribution)
     encoders = encoder_order(head["encoder"])
     notes = (_notes(head, layout, attacks) + _method_notes(head) + _defence_notes(head) + checkpoints
              + mixed_sample_sets(head) + hidden)
     cell_values = {(r.encoder, r.task, r.dataset, str(r.eps_str), _column_attack(r.eps, r.attack, attacks)):
                    float(r.value) for r in head.itertuples()}
     cell_values.update(worst_case_values(head, attacks, store_root, notes))
+    cell_sizes = {(r.encoder, r.task, r.dataset, str(r.eps_str), _column_attack(r.eps, r.attack, attacks)):
+                  int(r.n_samples) for r in head.itertuples()}
+    if in_distribution and any(d in in_distribution for d in head["dataset"]):
+        notes.append(f"{ZERO_SHOT_AVERAGE}: the mean over the zero-shot datasets; in-distribution (the fine-tuning "
+                     f"distribution, reported apart): {', '.join(in_distribution)}")
     cell_ci = _intervals(head, ci, store_root, notes, attacks)
     flag_list = failed_flags(rows, store_root)
     cell_flags: dict[tuple, list[str]] = {}
@@ -276,14 +308,19 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
         attacked = eps_label(f.eps_str) != CLEAN_LABEL
         cell_flags.setdefault((*f.cell, f.attack if attacks and attacked else ""), []).append(f.check)
 
-    tab = ReportTable(suite, encoders, [], {}, ci=ci, notes=notes, flag_list=flag_list, rows=head)
+    tab = ReportTable(suite, encoders, [], {}, ci=ci, notes=notes, flag_list=flag_list, rows=head,
+                      in_distribution=in_distribution)
     datasets_of = dict(layout)
     for col in columns:
         for enc in encoders:
             if col.dataset == AVERAGE:
-                parts = [(enc, col.task, d, col.eps_str, col.attack) for d in datasets_of[col.task]]
+                parts = [(enc, col.task, d, col.eps_str, col.attack)
+                         for d in averaged(datasets_of[col.task], in_distribution)]
                 if all(p in cell_values for p in parts):  # an average over fewer datasets would mislead
                     tab.values[(enc, col)] = float(np.mean([cell_values[p] for p in parts]))
+                    if ci is not None:
+                        tab.intervals[(enc, col)] = average_interval([cell_values[p] for p in parts],
+                                                                     [cell_sizes[p] for p in parts])
                 checks = sorted({c for p in parts for c in cell_flags.get(p, [])})
             else:
                 key = (enc, *col.cell)
@@ -295,4 +332,7 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
             if checks:
                 tab.flags[(enc, col)] = list(checks)
     tab.columns = [c for c in columns if any((e, c) in tab.values for e in encoders)]
+    if any(c.dataset == AVERAGE for (_, c) in tab.intervals):
+        notes.append(f"{tab.dataset_label(next(c for c in tab.columns if c.dataset == AVERAGE))}: 95 % interval "
+                     "from the datasets' binomial variances (normal approximation)")
     return tab

@@ -126,7 +126,7 @@ def _grid_cell(req, suite, store: Store, spec, encoder, task, data, dataset: str
     run_id, done, complete = None, 0, False
     if encoder is not None:
         cfg = cell_config(req, suite.name, encoder.meta, task, dataset, protocol, eps, n, backend,
-                          defence_identity(encoder))
+                          defence_identity(encoder), data)
         run_id, run = cfg.run_id, store.existing(cfg)
         if run is not None:
             complete = run.complete and not req.force

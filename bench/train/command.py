@@ -69,7 +69,7 @@ def run(args, argv: list[str]) -> int:
     if not spec.robust:
         raise BenchError(f"{spec.name!r} is the undefended encoder; nothing to train (try fare4, tecoa4, simclip4)")
     suite = get_suite(args.suite)
-    cfg = recipe(suite.name, spec.method, round(spec.train_eps * 255))
+    cfg = recipe(suite.name, spec.method, round(spec.train_eps * 255), suite.data_identity())
     overrides = {k: getattr(args, k) for k in OVERRIDES}
     if args.inner_step_size is not None:
         overrides["inner_step_size"] = parse_eps(args.inner_step_size).value

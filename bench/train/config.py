@@ -17,7 +17,8 @@ from bench.train.objectives import OBJECTIVES
 OPERATIONAL_FIELDS = ("checkpoint_every", "grad_checkpointing", "health_every")
 # fields added after checkpoints were cached: at these values they are left out of the hash, so every configuration
 # that existed before them keeps its cache key (and its trained checkpoint)
-LATER_FIELD_DEFAULTS = {"optimizer": "adamw", "sgd_momentum": 0.9, "objective_options": (), "train_set": "default"}
+LATER_FIELD_DEFAULTS = {"optimizer": "adamw", "sgd_momentum": 0.9, "objective_options": (), "train_set": "default",
+                        "data_identity": ""}
 OPTIMIZERS = ("adamw", "sgd")
 TRAIN_SETS = ("default", "tinyimagenet")  # default: the suite's own (micro world, ImageNet train)
 
@@ -64,6 +65,9 @@ class TrainConfig:
     # an objective's options as sorted (name, value) pairs, e.g. PMG-AFT's (("alpha", "0.5"),); see its module
     objective_options: tuple[tuple[str, str], ...] = ()
     train_set: str = "default"  # the paper suites' training images: default (ImageNet train) or tinyimagenet
+    # a hash of what the suite trains on and from, where the suite defines it (micro: the fine-tuning set's
+    # definition and the base CLIP's sha256): a redefined training set or base never reuses a checkpoint
+    data_identity: str = ""
 
     @property
     def eps(self) -> float:

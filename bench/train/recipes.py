@@ -40,10 +40,11 @@ MICRO = dict(suite="micro", steps=700, batch_size=16, lr=1e-3, weight_decay=1e-4
              inner_steps=1, inner_step_eps_ratio=1.25, inner_momentum=0.9, n_train=11_200, health_every=5)
 
 
-def recipe(suite: str, method: str, eps_levels: int) -> TrainConfig:
+def recipe(suite: str, method: str, eps_levels: int, data_identity: str = "") -> TrainConfig:
     """``suite`` is ``micro`` or a paper suite (``paper``, ``paper-zsr``, …): every paper suite trains with the
     objective's published recipe, and its name is part of the cache key, so towers fine-tuned from different base
-    models never share a cache entry."""
+    models never share a cache entry. ``data_identity``: the suite's hash of what its fine-tuning reads
+    (``Suite.training_identity``; the micro suite's fine-tuning set and base), part of the cache key too."""
     objective = OBJECTIVES.get(method)
     if suite.startswith("paper"):
         base = {**PAPER_DATA, "suite": suite, **paper_recipe(objective)}
@@ -54,7 +55,7 @@ def recipe(suite: str, method: str, eps_levels: int) -> TrainConfig:
     ratio = base.pop("inner_step_eps_ratio", None)
     if ratio is not None:  # a step that scales with the training ε (FGSM-RS: 1.25·ε)
         base["inner_step_size"] = ratio * eps_levels / 255
-    cfg = TrainConfig(method=objective.name, eps_levels=eps_levels, **base)
+    cfg = TrainConfig(method=objective.name, eps_levels=eps_levels, data_identity=data_identity, **base)
     cfg.validate()
     return cfg
 
