@@ -1,6 +1,6 @@
 """Speed and strength of the attack engine against the libraries people use, in one process on the same samples.
 
-    python scripts/bench_attacks.py [--encoder clip --encoder defended] [--dataset colour] [--n-samples 32]
+    python scripts/bench_attacks.py [--encoder clip --encoder defended] [--dataset novel-colours] [--n-samples 32]
                                     [--eps 4/255] [--protocol apgd --protocol aa-custom]
                                     [--backend native --backend autoattack --backend torchattacks]
                                     [--threads 2] [--device cpu] [--repeat 1] [--json out.json]
@@ -150,7 +150,7 @@ def measure(backends, model, x, y, eps, protocol, seeds, device, repeat: int) ->
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--encoder", action="append", help="default: clip and defended")
-    p.add_argument("--dataset", default="colour")
+    p.add_argument("--dataset", default="novel-colours")
     p.add_argument("--n-samples", type=int, default=32)
     p.add_argument("--eps", type=parse_eps, default=parse_eps("4/255"))
     p.add_argument("--protocol", action="append", help="default: apgd and aa-custom")

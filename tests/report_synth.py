@@ -72,8 +72,11 @@ def grid(root: Path, values: dict[tuple[str, str, str], float], **kw) -> dict[tu
 
 def standard_grid(root: Path, **kw) -> dict[tuple[str, str, str], str]:
     """clip collapses under attack, fare4 keeps some of it; two datasets, clean / 2/255 / 4/255."""
-    values = {("clip", "shape", "0"): 0.90, ("clip", "shape", "2/255"): 0.10, ("clip", "shape", "4/255"): 0.0,
-              ("clip", "colour", "0"): 0.80, ("clip", "colour", "2/255"): 0.30, ("clip", "colour", "4/255"): 0.05,
-              ("fare4", "shape", "0"): 0.85, ("fare4", "shape", "2/255"): 0.60, ("fare4", "shape", "4/255"): 0.40,
-              ("fare4", "colour", "0"): 0.75, ("fare4", "colour", "2/255"): 0.55, ("fare4", "colour", "4/255"): 0.35}
+    values = {}
+    for encoder, dataset, clean, eps2, eps4 in (("clip", "novel-shapes", 0.90, 0.10, 0.0),
+                                                ("clip", "novel-colours", 0.80, 0.30, 0.05),
+                                                ("fare4", "novel-shapes", 0.85, 0.60, 0.40),
+                                                ("fare4", "novel-colours", 0.75, 0.55, 0.35)):
+        values.update({(encoder, dataset, "0"): clean, (encoder, dataset, "2/255"): eps2,
+                       (encoder, dataset, "4/255"): eps4})
     return grid(root, values, **kw)

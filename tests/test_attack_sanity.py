@@ -91,7 +91,7 @@ def test_eps_monotone_flags_a_rise():
 
 def _row(run_id, attack, eps, label, value, protocol="P"):
     return {**{c: "" for c in ROW_COLUMNS}, "run_id": run_id, "suite": "micro", "encoder": "clip", "task": "zeroshot",
-            "dataset": "shape", "attack": attack, "protocol": protocol, "precision": "fp32", "seed": 0,
+            "dataset": "novel-shapes", "attack": attack, "protocol": protocol, "precision": "fp32", "seed": 0,
             "n_samples": 10, "eps": eps, "eps_str": label, "metric": "accuracy", "value": value}
 
 
@@ -123,7 +123,7 @@ def test_bench_run_aa_custom_reports_its_checks_and_backend(tmp_path):
 
     out = tmp_path / "results"
     # a large ε keeps this cheap whatever the committed checkpoint: the undefended CLIP falls within a few steps
-    common = ["run", "--attack", "aa-custom", "--eps", "16/255", "--n-samples", "4", "--dataset", "shape",
+    common = ["run", "--attack", "aa-custom", "--eps", "16/255", "--n-samples", "4", "--dataset", "novel-shapes",
               "--out", str(out), "--no-progress"]
     assert main(common) == 0
     assert main([*common, "--attack-backend", "torchattacks"]) == 0

@@ -16,7 +16,7 @@ from bench.micro.encoders import load_micro_clip
 from bench.train.cache import encoder_dir
 from bench.train.recipes import recipe
 
-RUN = ["--dataset", "colour", "--n-samples", "4", "--attack", "apgd", "--eps", "4/255", "--no-progress"]
+RUN = ["--dataset", "novel-colours", "--n-samples", "4", "--attack", "apgd", "--eps", "4/255", "--no-progress"]
 
 
 @pytest.fixture

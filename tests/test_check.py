@@ -37,11 +37,11 @@ def test_identical_results_pass(tmp_path):
 
 
 @pytest.mark.parametrize("cell,new,ok,reason", [
-    (("clip", "colour", "4/255"), 0.06, True, ""),  # +1 point: noise
-    (("clip", "colour", "4/255"), 0.25, False, "attack got weaker"),  # robust up
-    (("fare4", "shape", "4/255"), 0.20, False, "defence got weaker"),  # robust down
-    (("clip", "shape", "0"), 0.70, False, "clean accuracy dropped"),
-    (("clip", "shape", "0"), 0.99, False, "clean accuracy rose"),
+    (("clip", "novel-colours", "4/255"), 0.06, True, ""),  # +1 point: noise
+    (("clip", "novel-colours", "4/255"), 0.25, False, "attack got weaker"),  # robust up
+    (("fare4", "novel-shapes", "4/255"), 0.20, False, "defence got weaker"),  # robust down
+    (("clip", "novel-shapes", "0"), 0.70, False, "clean accuracy dropped"),
+    (("clip", "novel-shapes", "0"), 0.99, False, "clean accuracy rose"),
 ])
 def test_each_direction_is_named(tmp_path, cell, new, ok, reason):
     base = tmp_path / "base"
@@ -63,29 +63,29 @@ def test_targeted_success_rate_direction_is_reversed(tmp_path):
 
 
 def test_protocol_change_is_caught_even_when_numbers_agree(tmp_path):
-    add_cell(tmp_path / "base", "clip", "shape", "4/255", 0.0)
-    add_cell(tmp_path / "now", "clip", "shape", "4/255", 0.0, protocol="APGD-CE 10 it × 1 restart", steps=10)
+    add_cell(tmp_path / "base", "clip", "novel-shapes", "4/255", 0.0)
+    add_cell(tmp_path / "now", "clip", "novel-shapes", "4/255", 0.0, protocol="APGD-CE 10 it × 1 restart", steps=10)
     (r,) = compare(rows_of(tmp_path / "base"), rows_of(tmp_path / "now"))
     assert not r.ok and "protocol changed" in r.reason and "steps 100 → 10" in r.reason
 
 
 def test_other_samples_are_not_comparable_and_missing_cells_fail(tmp_path):
-    grid(tmp_path / "base", {("clip", "shape", "0"): 0.9, ("clip", "colour", "0"): 0.8})
-    add_cell(tmp_path / "now", "clip", "shape", "0", 0.9, n=100)
+    grid(tmp_path / "base", {("clip", "novel-shapes", "0"): 0.9, ("clip", "novel-colours", "0"): 0.8})
+    add_cell(tmp_path / "now", "clip", "novel-shapes", "0", 0.9, n=100)
     res = by_name(compare(rows_of(tmp_path / "base"), rows_of(tmp_path / "now")))
     assert "not comparable: the results have it only with n=100 seed=0" in \
-        res["clip zeroshot/shape clean accuracy (n=200)"].reason
-    assert "missing" in res["clip zeroshot/colour clean accuracy (n=200)"].reason
+        res["clip zeroshot/novel-shapes clean accuracy (n=200)"].reason
+    assert "missing" in res["clip zeroshot/novel-colours clean accuracy (n=200)"].reason
 
 
 def test_sanity_check_that_starts_failing_regresses(tmp_path):
     for where, base_value, now_value in (("a", 1.0, 0.0), ("b", 0.0, 1.0)):
-        add_cell(tmp_path / where / "base", "clip", "shape", "4/255", 0.0,
+        add_cell(tmp_path / where / "base", "clip", "novel-shapes", "4/255", 0.0,
                  extra_rows=[{"metric": "sanity:eps_monotone", "value": base_value}])
-        add_cell(tmp_path / where / "now", "clip", "shape", "4/255", 0.0,
+        add_cell(tmp_path / where / "now", "clip", "novel-shapes", "4/255", 0.0,
                  extra_rows=[{"metric": "sanity:eps_monotone", "value": now_value}])
     res = by_name(compare(rows_of(tmp_path / "a" / "base"), rows_of(tmp_path / "a" / "now")))
-    assert not res["clip zeroshot/shape apgd ε=4/255 sanity:eps_monotone (n=200)"].ok
+    assert not res["clip zeroshot/novel-shapes apgd ε=4/255 sanity:eps_monotone (n=200)"].ok
     assert all(r.ok for r in compare(rows_of(tmp_path / "b" / "base"), rows_of(tmp_path / "b" / "now")))
 
 
@@ -109,17 +109,17 @@ def test_cli_check_reads_results_and_names_regressed_cells(tmp_path, capsys):
     assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "now")]) == 0
     assert "all 12 cell(s) within tolerance" in capsys.readouterr().out
 
-    add_cell(tmp_path / "now", "clip", "colour", "4/255", 0.30, started_at="2026-02-01T00:00:00+00:00")
+    add_cell(tmp_path / "now", "clip", "novel-colours", "4/255", 0.30, started_at="2026-02-01T00:00:00+00:00")
     assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "now")]) == 1
     out = capsys.readouterr().out
-    assert "REGRESSED clip zeroshot/colour apgd ε=4/255 accuracy (n=200): robust accuracy rose by 25.0" in out
+    assert "REGRESSED clip zeroshot/novel-colours apgd ε=4/255 accuracy (n=200): robust accuracy rose by 25.0" in out
     assert "1 of 12 cells regressed" in out
     assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "now"), "--encoder", "fare4"]) == 0
 
 
 def test_cli_write_baseline_merges_cells(tmp_path, capsys):
-    grid(tmp_path / "clip", {("clip", "shape", "0"): 0.9, ("clip", "shape", "4/255"): 0.0})
-    grid(tmp_path / "fare", {("fare4", "shape", "0"): 0.8, ("fare4", "shape", "4/255"): 0.4})
+    grid(tmp_path / "clip", {("clip", "novel-shapes", "0"): 0.9, ("clip", "novel-shapes", "4/255"): 0.0})
+    grid(tmp_path / "fare", {("fare4", "novel-shapes", "0"): 0.8, ("fare4", "novel-shapes", "4/255"): 0.4})
     baseline = tmp_path / "baselines" / "micro.csv"
     assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "clip"), "--write-baseline"]) == 0
     assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "fare"), "--write-baseline",
@@ -137,7 +137,7 @@ def test_cli_write_baseline_merges_cells(tmp_path, capsys):
     (["--baseline", "{base}", "--results", "/nonexistent"], "no results under"),
 ])
 def test_cli_check_bad_input(tmp_path, capsys, args, message):
-    add_cell(tmp_path / "base", "clip", "shape", "0", 0.9)
+    add_cell(tmp_path / "base", "clip", "novel-shapes", "0", 0.9)
     base = tmp_path / "b.csv"
     rows_of(tmp_path / "base").to_csv(base, index=False)
     assert main(["check", *[a.format(base=base) for a in args]]) == 2
@@ -146,8 +146,8 @@ def test_cli_check_bad_input(tmp_path, capsys, args, message):
 
 
 def test_one_cell_on_two_sample_sets_is_two_baseline_cells(tmp_path, capsys):
-    add_cell(tmp_path / "res", "clip", "colour", "4/255", 0.07, n=200)
-    add_cell(tmp_path / "res", "clip", "colour", "4/255", 0.075, n=40)
+    add_cell(tmp_path / "res", "clip", "novel-colours", "4/255", 0.07, n=200)
+    add_cell(tmp_path / "res", "clip", "novel-colours", "4/255", 0.075, n=40)
     baseline = tmp_path / "b.csv"
     assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "res"), "--write-baseline"]) == 0
     assert sorted(pd.read_csv(baseline).query("metric == 'accuracy'")["n_samples"]) == [40, 200]
@@ -157,8 +157,8 @@ def test_one_cell_on_two_sample_sets_is_two_baseline_cells(tmp_path, capsys):
 
 
 def test_changed_checkpoint_fails_in_one_line_unless_allowed_or_retrained(tmp_path, capsys):
-    add_cell(tmp_path / "base", "clip", "shape", "0", 0.9, encoder_sha256="a" * 64)
-    add_cell(tmp_path / "now", "clip", "shape", "0", 0.9, encoder_sha256="b" * 64)
+    add_cell(tmp_path / "base", "clip", "novel-shapes", "0", 0.9, encoder_sha256="a" * 64)
+    add_cell(tmp_path / "now", "clip", "novel-shapes", "0", 0.9, encoder_sha256="b" * 64)
     baseline = tmp_path / "b.csv"
     assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "base"), "--write-baseline"]) == 0
     capsys.readouterr()
@@ -170,9 +170,9 @@ def test_changed_checkpoint_fails_in_one_line_unless_allowed_or_retrained(tmp_pa
     assert "clip's checkpoint differs from the baseline's (aaaaaaaaaaaa → bbbbbbbbbbbb)" in capsys.readouterr().out
 
     # an encoder trained on demand is compared with a note: training is not bit-identical across machines
-    add_cell(tmp_path / "tbase", "fare4", "shape", "0", 0.9, encoder_sha256="c" * 64,
+    add_cell(tmp_path / "tbase", "fare4", "novel-shapes", "0", 0.9, encoder_sha256="c" * 64,
              encoder_source="trained on demand: fare4-micro-0123456789ab")
-    add_cell(tmp_path / "tnow", "fare4", "shape", "0", 0.9, encoder_sha256="d" * 64,
+    add_cell(tmp_path / "tnow", "fare4", "novel-shapes", "0", 0.9, encoder_sha256="d" * 64,
              encoder_source="trained on demand: fare4-micro-0123456789ab")
     assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "tbase"), "--write-baseline"]) == 0
     assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "tnow"), "--encoder", "fare4"]) == 0

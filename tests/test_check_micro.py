@@ -18,7 +18,7 @@ from bench.cli import main
 
 BASELINE = Path(__file__).resolve().parents[1] / "results" / "baselines" / "micro.csv"
 # the baseline also holds trained encoders' cells; a fresh machine has not trained them (README: Regression check)
-QUICK = ["--encoder", "clip", "--dataset", "colour", "--n-samples", "200"]
+QUICK = ["--encoder", "clip", "--dataset", "novel-colours", "--n-samples", "200"]
 
 
 def weaken_apgd(monkeypatch, iterations: int) -> None:
@@ -40,7 +40,7 @@ def test_committed_baseline_measures_the_committed_micro_clip():
     rows = read_baseline(BASELINE)
     clip = rows[rows["encoder"] == "clip"]
     assert set(clip["encoder_sha256"]) == {micro_card()["sha256"]}
-    quick = clip[(clip["dataset"] == "colour") & (clip["n_samples"] == 200) & (clip["metric"] == "accuracy")]
+    quick = clip[(clip["dataset"] == "novel-colours") & (clip["n_samples"] == 200) & (clip["metric"] == "accuracy")]
     assert set(quick["eps_str"]) == {"0", "4/255"}
 
 
@@ -53,7 +53,7 @@ def test_check_passes_on_committed_state_and_fails_on_weakened_attack(tmp_path, 
     weaken_apgd(monkeypatch, 2)
     assert main([*check, "--out", str(tmp_path / "weak")]) == 1
     out = capsys.readouterr().out
-    assert "REGRESSED clip zeroshot/colour apgd ε=4/255 accuracy (n=200): robust accuracy rose" in out
+    assert "REGRESSED clip zeroshot/novel-colours apgd ε=4/255 accuracy (n=200): robust accuracy rose" in out
     assert "attack got weaker" in out and "clean accuracy" not in out.split("REGRESSED", 1)[1]
 
     assert main(["report", "--out", str(tmp_path / "ok"), "--html", "--ci", "bootstrap"]) == 0

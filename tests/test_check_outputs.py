@@ -30,7 +30,7 @@ def test_junit_file_has_a_case_per_cell_and_fails_the_regressed_one(tmp_path, ca
     standard_grid(tmp_path / "base")
     baseline = baseline_from(tmp_path, tmp_path / "base")
     standard_grid(tmp_path / "now")
-    add_cell(tmp_path / "now", "clip", "colour", "4/255", 0.30, started_at=LATER)
+    add_cell(tmp_path / "now", "clip", "novel-colours", "4/255", 0.30, started_at=LATER)
     junit, summary = tmp_path / "ci" / "check.xml", tmp_path / "ci" / "summary.md"
     assert main(["check", "--baseline", baseline, "--results", str(tmp_path / "now"), "--junit-xml", str(junit),
                  "--summary-md", str(summary)]) == 1
@@ -38,7 +38,7 @@ def test_junit_file_has_a_case_per_cell_and_fails_the_regressed_one(tmp_path, ca
     cases = suite.findall("testcase")
     assert (len(cases), suite.get("tests"), suite.get("failures")) == (12, "12", "1")
     (failed,) = [c for c in cases if c.find("failure") is not None]
-    assert failed.get("name") == "clip zeroshot/colour apgd ε=4/255 accuracy (n=200)"
+    assert failed.get("name") == "clip zeroshot/novel-colours apgd ε=4/255 accuracy (n=200)"
     assert failed.get("classname") == "bench-check.clip"
     message = failed.find("failure").get("message")
     assert message.startswith(f"baseline 5.0, now 30.0, tolerance ±{100 * tolerance(0.05, 200):.1f}: robust "
@@ -47,7 +47,7 @@ def test_junit_file_has_a_case_per_cell_and_fails_the_regressed_one(tmp_path, ca
 
     text = summary.read_text()
     assert text.startswith("### bench check: 1 of 12 cells regressed")
-    assert "| clip zeroshot/colour apgd ε=4/255 accuracy (n=200) | 5.0 | 30.0 | +25.0 |" in text
+    assert "| clip zeroshot/novel-colours apgd ε=4/255 accuracy (n=200) | 5.0 | 30.0 | +25.0 |" in text
     assert text.count("| ok |") == 11 and "**REGRESSED**: robust accuracy rose" in text
 
 
@@ -61,7 +61,8 @@ def test_help_states_the_exit_codes(capsys):
 
 def noise_file(tmp_path, sds: dict[str, float], trainings: int = 6):
     """A training-noise file for fare4's shape cells (clean and 4/255), as the measuring script writes it."""
-    rows = [{"encoder": "fare4", "task": "zeroshot", "dataset": "shape", "attack": "none" if eps == "0" else "apgd",
+    rows = [{"encoder": "fare4", "task": "zeroshot", "dataset": "novel-shapes",
+             "attack": "none" if eps == "0" else "apgd",
              "eps_str": eps, "metric": "accuracy", "n_samples": 200, "seed": 0, "trainings": trainings,
              "mean": 0.5, "sd": sd, "min": 0.4, "max": 0.6} for eps, sd in sds.items()]
     path = tmp_path / "training_noise.csv"
@@ -70,8 +71,8 @@ def noise_file(tmp_path, sds: dict[str, float], trainings: int = 6):
 
 
 def test_baseline_records_each_cells_tolerance_and_why(tmp_path):
-    grid(tmp_path / "base", {("fare4", "shape", "0"): 0.85, ("fare4", "shape", "4/255"): 0.40,
-                             ("clip", "shape", "0"): 0.90}, encoder_source=TRAINED)
+    grid(tmp_path / "base", {("fare4", "novel-shapes", "0"): 0.85, ("fare4", "novel-shapes", "4/255"): 0.40,
+                             ("clip", "novel-shapes", "0"): 0.90}, encoder_source=TRAINED)
     noise = noise_file(tmp_path, {"0": 0.01, "4/255": 0.04})
     rows = pd.read_csv(baseline_from(tmp_path, tmp_path / "base", "--training-noise", noise))
     cells = rows[rows["metric"] == "accuracy"].set_index(["encoder", "eps_str"])
@@ -87,21 +88,21 @@ def test_baseline_records_each_cells_tolerance_and_why(tmp_path):
 
 
 def test_training_noise_widens_only_the_trained_cells(tmp_path, capsys):
-    grid(tmp_path / "base", {("fare4", "shape", "4/255"): 0.40}, encoder_source=TRAINED)
+    grid(tmp_path / "base", {("fare4", "novel-shapes", "4/255"): 0.40}, encoder_source=TRAINED)
     baseline = baseline_from(tmp_path, tmp_path / "base", "--training-noise",
                              noise_file(tmp_path, {"4/255": 0.04}))
     plain = baseline_from(tmp_path / "plain", tmp_path / "base")
-    grid(tmp_path / "now", {("fare4", "shape", "4/255"): 0.52}, encoder_source=TRAINED)  # +12 points
+    grid(tmp_path / "now", {("fare4", "novel-shapes", "4/255"): 0.52}, encoder_source=TRAINED)  # +12 points
     assert main(["check", "--baseline", plain, "--results", str(tmp_path / "now")]) == 1  # evaluation noise: ±10.4
     assert main(["check", "--baseline", baseline, "--results", str(tmp_path / "now")]) == 0  # + training: ±19.9
-    grid(tmp_path / "worse", {("fare4", "shape", "4/255"): 0.15}, encoder_source=TRAINED)
+    grid(tmp_path / "worse", {("fare4", "novel-shapes", "4/255"): 0.15}, encoder_source=TRAINED)
     assert main(["check", "--baseline", baseline, "--results", str(tmp_path / "worse")]) == 1
     assert "robust accuracy fell by 25.0 (tolerance 19.9" in capsys.readouterr().out
 
 
 def test_per_cell_or_pooled_training_sd(tmp_path):
-    grid(tmp_path / "base", {("fare4", "shape", "0"): 0.85, ("fare4", "shape", "2/255"): 0.6,
-                             ("fare4", "shape", "4/255"): 0.40}, encoder_source=TRAINED)
+    grid(tmp_path / "base", {("fare4", "novel-shapes", "0"): 0.85, ("fare4", "novel-shapes", "2/255"): 0.6,
+                             ("fare4", "novel-shapes", "4/255"): 0.40}, encoder_source=TRAINED)
     noise = noise_file(tmp_path, {"0": 0.0, "2/255": 0.01, "4/255": 0.07})
     pooled = pd.read_csv(baseline_from(tmp_path / "p", tmp_path / "base", "--training-noise", noise))
     cell = pd.read_csv(baseline_from(tmp_path / "c", tmp_path / "base", "--training-noise", noise,
@@ -117,9 +118,9 @@ def test_per_cell_or_pooled_training_sd(tmp_path):
 
 
 def test_a_refreshed_cell_shows_old_and_new_values(tmp_path):
-    grid(tmp_path / "base", {("clip", "shape", "0"): 0.90, ("clip", "shape", "4/255"): 0.10})
+    grid(tmp_path / "base", {("clip", "novel-shapes", "0"): 0.90, ("clip", "novel-shapes", "4/255"): 0.10})
     baseline = baseline_from(tmp_path, tmp_path / "base")
-    add_cell(tmp_path / "base", "clip", "shape", "4/255", 0.05, started_at=LATER)  # the change that moved it
+    add_cell(tmp_path / "base", "clip", "novel-shapes", "4/255", 0.05, started_at=LATER)  # the change that moved it
     assert main(["check", "--baseline", baseline, "--results", str(tmp_path / "base"), "--write-baseline"]) == 0
     rows = pd.read_csv(baseline).query("metric == 'accuracy'").set_index("eps_str")
     assert rows.loc["4/255", "value"] == 0.05 and rows.loc["4/255", "previous_value"] == 0.10
@@ -128,27 +129,27 @@ def test_a_refreshed_cell_shows_old_and_new_values(tmp_path):
     assert main(["check", "--baseline", baseline, "--results", str(tmp_path / "base"), "--summary-md",
                  str(summary)]) == 0
     text = summary.read_text()
-    assert "| clip zeroshot/shape apgd ε=4/255 accuracy (n=200) | 10.0 → 5.0 | 5.0 |" in text
-    assert "| clip zeroshot/shape clean accuracy (n=200) | 90.0 | 90.0 |" in text
+    assert "| clip zeroshot/novel-shapes apgd ε=4/255 accuracy (n=200) | 10.0 → 5.0 | 5.0 |" in text
+    assert "| clip zeroshot/novel-shapes clean accuracy (n=200) | 90.0 | 90.0 |" in text
     assert "1 cell(s) of the baseline were refreshed with a moved value" in text
 
 
 def test_spread_across_trainings_and_its_pooling():
     values = pd.DataFrame([{"encoder": "simclip4", "task": "zeroshot", "dataset": d, "attack": a, "eps_str": e,
                             "metric": "accuracy", "n_samples": 100, "seed": 0, "training": t, "value": v}
-                           for d, a, e, vs in (("shape", "apgd", "4/255", (0.38, 0.30, 0.41, 0.35)),
-                                               ("colour", "apgd", "4/255", (0.96, 0.95, 0.97, 0.96)),
-                                               ("shape", "none", "0", (0.96, 0.95, 0.96, 0.96)))
+                           for d, a, e, vs in (("novel-shapes", "apgd", "4/255", (0.38, 0.30, 0.41, 0.35)),
+                                               ("novel-colours", "apgd", "4/255", (0.96, 0.95, 0.97, 0.96)),
+                                               ("novel-shapes", "none", "0", (0.96, 0.95, 0.96, 0.96)))
                            for t, v in enumerate(vs)])
     spread = training_spread(values).set_index(["dataset", "eps_str"])
-    shape = spread.loc[("shape", "4/255")]
+    shape = spread.loc[("novel-shapes", "4/255")]
     assert (shape["trainings"], shape["min"], shape["max"]) == (4, 0.30, 0.41)
     assert shape["mean"] == pytest.approx(0.36) and shape["sd"] == pytest.approx(pd.Series([.38, .30, .41, .35]).std())
     pooled = pooled_sd(spread.reset_index()).set_index("kind")
     assert pooled.loc["attacked", "sd"] == pytest.approx(math.sqrt((shape["sd"] ** 2 + spread.loc[
-        ("colour", "4/255"), "sd"] ** 2) / 2))
+        ("novel-colours", "4/255"), "sd"] ** 2) / 2))
     assert pooled.loc["attacked", "cells"] == 2 and pooled.loc["clean", "cells"] == 1
-    assert list(training_spread(values.iloc[:1])[NOISE_KEY[:3]].iloc[0]) == ["simclip4", "zeroshot", "shape"]
+    assert list(training_spread(values.iloc[:1])[NOISE_KEY[:3]].iloc[0]) == ["simclip4", "zeroshot", "novel-shapes"]
     assert training_spread(values.iloc[:1])["sd"].iloc[0] == 0  # one training: no spread measured
 
 
@@ -157,7 +158,7 @@ def test_spread_across_trainings_and_its_pooling():
     ("a,b\n1,2\n", "is not what the measuring script writes (missing columns: encoder"),
 ])
 def test_bad_training_noise_file_is_one_line(tmp_path, capsys, content, message):
-    add_cell(tmp_path / "base", "clip", "shape", "0", 0.9)
+    add_cell(tmp_path / "base", "clip", "novel-shapes", "0", 0.9)
     noise = tmp_path / "noise.csv"
     if content is not None:
         noise.write_text(content)

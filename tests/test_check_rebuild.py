@@ -104,7 +104,7 @@ def test_tower_paths_become_relative_inside_one_work_tree(tower, tmp_path):
 
 def baseline_of(tmp_path, cells: list[tuple[str, str]]) -> pd.DataFrame:
     for encoder, source in cells:
-        add_cell(tmp_path / "store", encoder, "colour", "0", 0.9, encoder_source=source,
+        add_cell(tmp_path / "store", encoder, "novel-colours", "0", 0.9, encoder_source=source,
                  encoder_sha256=f"{encoder:x<64}"[:64])
     rows = Store(tmp_path / "store").rows()
     rows["encoder_source"] = [dict(cells)[e] for e in rows["encoder"]]
@@ -156,7 +156,7 @@ def test_a_plugins_encoder_is_rebuilt_and_a_missing_plugin_is_one_line(tmp_path)
 
     site = tmp_path / "site"
     sha = install_plugin(site)
-    run = bench(["run", "--encoder", "demo-tower", "--attack", "none", "--dataset", "colour", "--n-samples", "4",
+    run = bench(["run", "--encoder", "demo-tower", "--attack", "none", "--dataset", "novel-colours", "--n-samples", "4",
                  "--out", "results", "--no-progress"], site, tmp_path)
     assert run.returncode == 0, run.stderr
     write = bench(["check", "--baseline", "baseline.csv", "--results", "results", "--write-baseline"], site, tmp_path)

@@ -13,7 +13,8 @@ from bench.cli import main
 
 STEPS = 40
 RECIPE = f"train:steps={STEPS}:warmup_steps=4"
-GRID = ["--dataset", "colour,shape", "--n-samples", "50", "--attack", "apgd", "--eps", "4/255", "--no-progress"]
+GRID = ["--dataset", "novel-colours,novel-shapes", "--n-samples", "50", "--attack", "apgd", "--eps", "4/255",
+        "--no-progress"]
 
 
 @pytest.mark.slow

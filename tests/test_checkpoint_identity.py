@@ -22,11 +22,11 @@ EARLY, LATE = "2026-01-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00"
 def two_fare4(root):
     """The registry's fare4 (older run) and the user's fare4=my.pt (newer run), on the same cells."""
     for eps, registry, mine in (("0", 0.95, 0.60), ("4/255", 0.40, 0.10)):
-        add_cell(root, "fare4", "shape", eps, registry, encoder_sha256=REGISTRY, started_at=EARLY,
+        add_cell(root, "fare4", "novel-shapes", eps, registry, encoder_sha256=REGISTRY, started_at=EARLY,
                  encoder_source="trained on demand: fare4-micro-0123456789ab on committed micro checkpoint")
-        add_cell(root, "fare4", "shape", eps, mine, encoder_sha256=MINE, started_at=LATE,
+        add_cell(root, "fare4", "novel-shapes", eps, mine, encoder_sha256=MINE, started_at=LATE,
                  encoder_source="/home/me/my.pt on committed micro checkpoint micro_clip.safetensors")
-        add_cell(root, "clip", "shape", eps, 0.99 if eps == "0" else 0.0, encoder_sha256="c" * 64)
+        add_cell(root, "clip", "novel-shapes", eps, 0.99 if eps == "0" else 0.0, encoder_sha256="c" * 64)
 
 
 def test_two_checkpoints_under_one_name_are_two_rows(tmp_path):
@@ -43,9 +43,9 @@ def test_two_checkpoints_under_one_name_are_two_rows(tmp_path):
 
 
 def test_one_checkpoint_per_name_keeps_the_plain_name_and_a_rerun_still_wins(tmp_path):
-    add_cell(tmp_path, "fare4", "shape", "0", 0.90, encoder_sha256=REGISTRY, started_at=EARLY)
-    add_cell(tmp_path, "fare4", "shape", "0", 0.92, encoder_sha256=REGISTRY, started_at=LATE, n=201)
-    add_cell(tmp_path, "fare4", "shape", "0", 0.93, encoder_sha256=REGISTRY, started_at=LATE)
+    add_cell(tmp_path, "fare4", "novel-shapes", "0", 0.90, encoder_sha256=REGISTRY, started_at=EARLY)
+    add_cell(tmp_path, "fare4", "novel-shapes", "0", 0.92, encoder_sha256=REGISTRY, started_at=LATE, n=201)
+    add_cell(tmp_path, "fare4", "novel-shapes", "0", 0.93, encoder_sha256=REGISTRY, started_at=LATE)
     tab = build_table(Store(tmp_path).rows(), store_root=tmp_path)
     assert tab.encoders == ["fare4"]
     assert list(tab.values.values()) == [0.93]  # same checkpoint, same cell: the latest run stands
@@ -67,7 +67,7 @@ def test_labels_are_stable_and_widen_until_unambiguous():
 
 
 def test_rows_without_checkpoint_columns_still_read(tmp_path):
-    run_id = add_cell(tmp_path, "fare4", "shape", "0", 0.9, encoder_sha256=REGISTRY, encoder_source="trained")
+    run_id = add_cell(tmp_path, "fare4", "novel-shapes", "0", 0.9, encoder_sha256=REGISTRY, encoder_source="trained")
     path = tmp_path / "runs" / run_id / "rows.csv"
     old = read_rows(path).drop(columns=["encoder_sha256", "encoder_source"])
     old.to_csv(path, index=False)  # as written before the columns existed
@@ -80,7 +80,7 @@ def test_rows_without_checkpoint_columns_still_read(tmp_path):
 
 def test_check_compares_a_baseline_cell_with_its_own_checkpoint(tmp_path):
     base, now = tmp_path / "base", tmp_path / "now"
-    add_cell(base, "fare4", "shape", "4/255", 0.40, encoder_sha256=REGISTRY)
+    add_cell(base, "fare4", "novel-shapes", "4/255", 0.40, encoder_sha256=REGISTRY)
     two_fare4(now)  # fare4 0.40 under the registry's checkpoint, 0.10 under the user's (newer)
     (r,) = [r for r in compare(Store(base).rows(), Store(now).rows()) if r.encoder == "fare4"]
     assert r.ok and r.current == 0.40  # not the newer run of another checkpoint
@@ -88,14 +88,14 @@ def test_check_compares_a_baseline_cell_with_its_own_checkpoint(tmp_path):
 
 def test_check_notes_a_changed_checkpoint_and_refuses_to_guess_between_several(tmp_path):
     base, retrained, both = tmp_path / "base", tmp_path / "retrained", tmp_path / "both"
-    add_cell(base, "fare4", "shape", "4/255", 0.40, encoder_sha256=REGISTRY, encoder_source="trained")
-    add_cell(retrained, "fare4", "shape", "4/255", 0.41, encoder_sha256=MINE, encoder_source="retrained")
+    add_cell(base, "fare4", "novel-shapes", "4/255", 0.40, encoder_sha256=REGISTRY, encoder_source="trained")
+    add_cell(retrained, "fare4", "novel-shapes", "4/255", 0.41, encoder_sha256=MINE, encoder_source="retrained")
     (r,) = compare(Store(base).rows(), Store(retrained).rows())
     assert r.ok and r.current == 0.41
     (note,) = checkpoint_notes(Store(base).rows(), Store(retrained).rows())
     assert f"{REGISTRY[:12]} → {MINE[:12]}" in note and "trained → retrained" in note
-    add_cell(both, "fare4", "shape", "4/255", 0.41, encoder_sha256=MINE)
-    add_cell(both, "fare4", "shape", "4/255", 0.10, encoder_sha256="e" * 64)
+    add_cell(both, "fare4", "novel-shapes", "4/255", 0.41, encoder_sha256=MINE)
+    add_cell(both, "fare4", "novel-shapes", "4/255", 0.10, encoder_sha256="e" * 64)
     (r,) = compare(Store(base).rows(), Store(both).rows())
     assert not r.ok and "ambiguous" in r.reason and "2 other checkpoints" in r.reason
 

@@ -20,7 +20,7 @@ def run_cli(*args: str) -> int:
 def test_run_report_and_rerun(tmp_path, capsys):
     out = tmp_path / "results"
     code = run_cli("run", "--encoder", "clip", "--attack", "apgd", "--eps", "4/255", "--n-samples", "12",
-                   "--out", str(out), "--no-progress", "--dataset", "shape,count")
+                   "--out", str(out), "--no-progress", "--dataset", "novel-shapes,count")
     assert code == 0
     printed = capsys.readouterr().out
     assert "| clip |" in printed and "shape clean" in printed and "count 4/255" in printed
@@ -28,24 +28,24 @@ def test_run_report_and_rerun(tmp_path, capsys):
     rows = Store(out).rows()
     assert list(rows.columns) == ROW_COLUMNS
     acc = rows[rows.metric == "accuracy"]
-    assert set(acc.dataset) == {"shape", "count"} and set(acc.eps_str) == {"0", "4/255"}
+    assert set(acc.dataset) == {"novel-shapes", "count"} and set(acc.eps_str) == {"0", "4/255"}
     assert (acc.n_samples == 12).all() and (acc.attack[acc.eps > 0] == "apgd").all()
-    for ds in ("shape", "count"):
+    for ds in ("novel-shapes", "count"):
         clean = acc[(acc.dataset == ds) & (acc.eps == 0)].value.item()
         robust = acc[(acc.dataset == ds) & (acc.eps > 0)].value.item()
         assert robust <= clean
 
     # per-sample records exist and agree with the rows
-    run_dir = next(d for d in Store(out).run_dirs() if "apgd" in d.name and "shape" in d.name)
+    run_dir = next(d for d in Store(out).run_dirs() if "apgd" in d.name and "novel-shapes" in d.name)
     samples = pd.concat(pd.read_csv(p) for p in (run_dir / "samples").glob("*.csv"))
     assert len(samples) == 12 and samples.sample_id.is_unique
-    robust_row = acc[(acc.dataset == "shape") & (acc.eps > 0)].value.item()
+    robust_row = acc[(acc.dataset == "novel-shapes") & (acc.eps > 0)].value.item()
     assert samples.robust.mean() == pytest.approx(robust_row)
 
     # the same command again is recognised: nothing recomputed, same rows
     before = {p: p.stat().st_mtime_ns for p in out.rglob("rows.csv")}
     assert run_cli("run", "--encoder", "clip", "--attack", "apgd", "--eps", "4/255", "--n-samples", "12",
-                   "--out", str(out), "--no-progress", "--dataset", "shape,count") == 0
+                   "--out", str(out), "--no-progress", "--dataset", "novel-shapes,count") == 0
     assert before == {p: p.stat().st_mtime_ns for p in out.rglob("rows.csv")}
 
     assert run_cli("report", "--out", str(out)) == 0
@@ -91,7 +91,7 @@ def test_plan_trains_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("BENCH_CACHE", str(cache))
     out = tmp_path / "results"
     assert run_cli("run", "--encoder", "clip,fare4", "--attack", "apgd", "--eps", "4/255", "--n-samples", "4",
-                   "--dataset", "shape", "--out", str(out), "--plan") == 0
+                   "--dataset", "novel-shapes", "--out", str(out), "--plan") == 0
     err = capsys.readouterr().err
     assert "plan for clip on cpu" in err and "forward+backward passes" in err
     assert "plan for fare4: not trained yet" in err and "training fare4" not in err

@@ -211,7 +211,7 @@ def test_aa_standard_equals_pyautoattack_on_a_defended_micro_cell():
     from tasks.zeroshot import to_float
     from tasks.zeroshot_model import ZeroShotClassifier
 
-    data = load_classification("shape", 6, seed=0)
+    data = load_classification("novel-shapes", 6, seed=0)
     model = ZeroShotClassifier.for_data(DefendedEncoder(load_micro_clip(), make_defence("clipure")), data)
     x, y = to_float(data.images, "cpu"), torch.as_tensor(data.labels)
     native = run_protocol(model, x, y, 1 / 255, PROTOCOLS["aa-standard"], torch.arange(len(x)))

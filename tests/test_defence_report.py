@@ -23,7 +23,7 @@ ROBUST = {"transfer-apgd": [i < 6 for i in range(N)],
           "square": [i in (0, 2, 3, 4, 8) for i in range(N)]}
 
 
-def store_with_attacks(root, encoder="clip+ttc", attacks=tuple(ROBUST), dataset="shape", row_extra=TTC_ROW):
+def store_with_attacks(root, encoder="clip+ttc", attacks=tuple(ROBUST), dataset="novel-shapes", row_extra=TTC_ROW):
     add_cell(root, encoder, dataset, "0", 1.0, row_extra=row_extra, n=N)
     for attack in attacks:
         flags = ROBUST[attack]
@@ -36,7 +36,7 @@ def table(root, protocols):
 
 
 def value(tab, encoder, attack):
-    col = next(c for c in tab.columns if c.attack == attack and c.eps > 0 and c.dataset == "shape")
+    col = next(c for c in tab.columns if c.attack == attack and c.eps > 0 and c.dataset == "novel-shapes")
     return tab.display(encoder, col)
 
 
@@ -60,7 +60,8 @@ def test_no_worst_case_from_a_subset_of_the_attacks(tmp_path):
     store_with_attacks(tmp_path, attacks=("transfer-apgd", "adaptive"))
     tab = table(tmp_path, ("transfer-apgd", "adaptive", "square"))
     assert not any(c.attack == WORST for c in tab.columns)
-    assert any("no worst case where an attack has no cell: clip+ttc zeroshot/shape 1/255" in n for n in tab.notes)
+    missing = "no worst case where an attack has no cell: clip+ttc zeroshot/novel-shapes 1/255"
+    assert any(missing in n for n in tab.notes)
 
 
 def test_a_single_attack_has_no_worst_case_column(tmp_path):
@@ -74,7 +75,7 @@ def test_adaptive_is_each_encoders_own_protocol(tmp_path):
     store_with_attacks(tmp_path, encoder="clip", attacks=("adaptive",), row_extra={})
     tab = table(tmp_path, ("adaptive",))  # two protocol texts in one column: allowed for adaptive alone
     assert any("adaptive: adaptive (clip+ttc), fp32 (for clip+ttc)" in n for n in tab.notes)
-    add_cell(tmp_path, "clip", "shape", "1/255", 0.5, attack="apgd", n=N)
+    add_cell(tmp_path, "clip", "novel-shapes", "1/255", 0.5, attack="apgd", n=N)
     with pytest.raises(BenchError, match="different protocols"):  # never mixed with another attack
         build_table(Store(tmp_path).rows(), Filters(), store_root=tmp_path)
     assert tab.encoders == ["clip", "clip+ttc"]  # a defended encoder sits after its base
@@ -99,7 +100,7 @@ def test_adaptive_and_worst_case_never_weaker_than_transfer_on_micro(tmp_path, m
     out = tmp_path / "results"
     for attack in ("transfer-apgd", "adaptive"):
         run(RunRequest(encoders=("clip+ttc", "clip+clipure"), attack=attack, eps=(parse_eps("1/255"),),
-                       datasets=("shape",), n_samples=4, out=out, progress=False))
+                       datasets=("novel-shapes",), n_samples=4, out=out, progress=False))
     tab = table(out, ("transfer-apgd", "adaptive"))
     for encoder in ("clip+ttc", "clip+clipure"):
         transfer = value(tab, encoder, "transfer-apgd")

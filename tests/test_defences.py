@@ -208,7 +208,8 @@ def test_tga_zsr_loss_by_hand(micro_clip):
             p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     student.requires_grad_(True)
     g = torch.Generator().manual_seed(5)
-    x, x_adv = torch.rand(3, 3, 64, 64, generator=g), torch.rand(3, 3, 64, 64, generator=g)
+    size = micro_clip.image_size
+    x, x_adv = torch.rand(3, 3, size, size, generator=g), torch.rand(3, 3, size, size, generator=g)
     classes = F.normalize(torch.randn(4, 128, generator=g), dim=-1)
     labels = torch.tensor([2, 0, 3])
     batch = Batch(x=x, labels=labels, class_embeddings=classes, original=original)
@@ -219,7 +220,7 @@ def test_tga_zsr_loss_by_hand(micro_clip):
         _, tok_clean = student(x, with_tokens=True)
         _, tok_ori = original(x, with_tokens=True)
     text = classes[labels].double().numpy()
-    maps = [attention_by_hand(tk.double().numpy(), text, 64) for tk in (tok_adv, tok_clean, tok_ori)]
+    maps = [attention_by_hand(tk.double().numpy(), text, size) for tk in (tok_adv, tok_clean, tok_ori)]
     logits = 100 * unit(e_adv.double().numpy()) @ classes.double().numpy().T
     ce = -log_softmax(logits)[np.arange(3), labels.numpy()].mean()
     d_adv = np.linalg.norm(maps[0] - maps[2], axis=1).mean()
@@ -235,7 +236,8 @@ def test_tga_zsr_loss_by_hand(micro_clip):
     assert any(gr is not None and float(gr.abs().sum()) > 0 for gr in grads)
     # the inner PGD maximises TeCoA's CE alone, per sample
     inner = make_objective("tga-zsr").inner_loss(e_adv, batch, torch.arange(3))
-    assert np.allclose(inner.double().numpy(), -log_softmax(logits)[np.arange(3), labels.numpy()], rtol=1e-4)
+    assert np.allclose(inner.double().numpy(), -log_softmax(logits)[np.arange(3), labels.numpy()], rtol=1e-4,
+                       atol=1e-6)  # float32 rounding where the loss is near 0
 
 
 # ---------------------------------------------------------------- AGFT
@@ -323,8 +325,9 @@ def test_paper_recipes_are_the_released_ones():
 @pytest.mark.parametrize("method", OBJECTIVES.names())
 def test_each_method_is_watched_as_it_means_to_train(tmp_path, micro_clip, method):
     """A method that keeps the clean embedding near the original one is watched for drift from it; one that moves
-    away by design (supervised, distilling) by its spread only. A method reading class prompts gets the micro world's
-    160 scene classes; SGD runs with momentum 0.9."""
+    away by design (supervised, distilling) by its spread only. A method reading class prompts gets the fine-tuning
+    set's classes; SGD runs with momentum 0.9."""
+    from bench.micro.datasets import FINETUNING_SET
     from bench.micro.train_data import FineTuningData
     from bench.train.loop import setup_run
 
@@ -336,7 +339,8 @@ def test_each_method_is_watched_as_it_means_to_train(tmp_path, micro_clip, metho
     assert watches_drift == objective.keeps_original_embedding
     assert isinstance(run.opt, torch.optim.SGD) and run.opt.defaults["momentum"] == 0.9
     reads_text = objective.needs_labels or objective.needs_class_embeddings
-    assert (run.classes is not None and run.classes.shape[0] == 160) if reads_text else run.classes is None
+    n_classes = len(FINETUNING_SET.classes)
+    assert (run.classes is not None and run.classes.shape[0] == n_classes) if reads_text else run.classes is None
 
 
 @pytest.mark.parametrize("method", OBJECTIVES.names())

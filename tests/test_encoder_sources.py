@@ -155,7 +155,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message, hub, tmp_path, capsys):
     torch.save(tiny_clip(1).visual.state_dict(), tiny)
     write_hub_file(hub, "unrelated/repo", "x.txt", b"")
     args = [a.replace("{tiny}", str(tiny)) for a in args]
-    code = main(["run", *args, "--dataset", "colour", "--n-samples", "2", "--attack", "none",
+    code = main(["run", *args, "--dataset", "novel-colours", "--n-samples", "2", "--attack", "none",
                  "--out", str(tmp_path / "out"), "--no-progress"])
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(err) == 1

@@ -29,7 +29,7 @@ from tasks.zeroshot_model import ZeroShotClassifier
     headline_metric = "margin"
     metric_definition = "margin: mean over samples of the correct class's logit minus the best other class's"
     description = "zero-shot logit margin (a test's throwaway task)"
-    datasets = {{"micro": ("colour",)}}
+    datasets = {{"micro": ("novel-colours",)}}
 
     def load(self, suite, dataset, n_samples, seed):
         return suite.load_classification(dataset, n_samples, seed)
@@ -83,7 +83,7 @@ def test_a_task_is_one_file(tmp_path, how):
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr
     rows = Store(tmp_path / "results").rows()
-    assert set(rows["task"]) == {"margin"} and set(rows["dataset"]) == {"colour"}
+    assert set(rows["task"]) == {"margin"} and set(rows["dataset"]) == {"novel-colours"}
     (value,) = rows.loc[rows["metric"] == "margin", "value"]
     assert value > 0  # the micro CLIP classifies colour almost perfectly: the right class leads
     assert "| clip |" in done.stdout and "margin" in done.stdout

@@ -91,7 +91,7 @@ labels = st.sampled_from(["", "apgd-ce", "apgd-t/3", 'odd "quoted", label', "cr\
        value=numbers, label=odd.filter(bool), version=odd.filter(bool))
 def test_store_round_trip(sample_ids, broken_by, value, label, version):
     """What a run writes is what it reads back: per-sample records and metric rows, odd strings included."""
-    cfg = CellConfig("micro", "clip", None, "zeroshot", "colour", "apgd", 4 / 255, "4/255", len(sample_ids), 0)
+    cfg = CellConfig("micro", "clip", None, "zeroshot", "novel-colours", "apgd", 4 / 255, "4/255", len(sample_ids), 0)
     records = [{"sample_id": sid, "index": i, "robust": i % 2 == 0, "iterations": 100 - i,
                 "broken_by": broken_by[i] if i < len(broken_by) else "", "loss": value / (i + 1)}
                for i, sid in enumerate(sample_ids)]

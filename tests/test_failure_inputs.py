@@ -10,7 +10,7 @@ import pytest
 
 from bench.cli import main
 
-MICRO = ["--n-samples", "4", "--dataset", "colour", "--no-progress"]
+MICRO = ["--n-samples", "4", "--dataset", "novel-colours", "--no-progress"]
 
 
 def one_line_error(capsys, argv: list[str]) -> str:
@@ -29,7 +29,7 @@ def one_line_error(capsys, argv: list[str]) -> str:
     (["run", "--eps", "4/255/2"], "expected a fraction"),
     (["run", "--eps", "inf"], "expected a fraction"),
     (["run", "--eps", "4/255", "--task", "zeroshott"], "did you mean 'zeroshot'"),
-    (["run", "--eps", "4/255", "--dataset", "colr"], "did you mean 'colour'"),
+    (["run", "--eps", "4/255", "--dataset", "novel-colors"], "did you mean 'novel-colours'"),
     (["run", "--eps", "4/255", "--attack", "apgd-dl"], "did you mean 'apgd-dlr'"),
     (["run", "--eps", "4/255", "--suite", "mirco"], "did you mean 'micro'"),
     (["run", "--eps", "4/255", "--attack", "ensemble"], "vision-language protocol; task zeroshot takes"),
@@ -109,8 +109,8 @@ def test_report_and_baseline_destinations_that_cannot_be_written(where, capsys, 
     if where == "proc" and not Path("/proc/self").is_dir():
         pytest.skip("needs Linux's /proc")
     store = tmp_path / "results"
-    add_cell(store, "clip", "colour", "0", 0.9)
-    add_cell(store, "clip", "colour", "4/255", 0.1)
+    add_cell(store, "clip", "novel-colours", "0", 0.9)
+    add_cell(store, "clip", "novel-colours", "4/255", 0.1)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory\n")
     bad = blocker / "sub" if where == "under-a-file" else Path("/proc/forbidden")

@@ -15,7 +15,8 @@ import tasks.zeroshot
 from bench.cli import main
 from bench.store import Store
 
-RUN = ["run", "--encoder", "clip", "--attack", "apgd", "--eps", "4/255", "--dataset", "colour", "--n-samples", "6",
+RUN = ["run", "--encoder", "clip", "--attack", "apgd", "--eps", "4/255", "--dataset", "novel-colours",
+       "--n-samples", "6",
        "--batch-size", "3", "--no-progress"]
 NAN_AT, WRONG_AT = 1, 4  # positions in the selection: one per batch
 

@@ -19,7 +19,8 @@ import bench.store
 from bench.cli import main
 from bench.core.checkpoints import load_tensors
 
-RUN = ["run", "--encoder", "clip", "--attack", "apgd", "--eps", "4/255", "--dataset", "colour", "--n-samples", "12",
+RUN = ["run", "--encoder", "clip", "--attack", "apgd", "--eps", "4/255", "--dataset", "novel-colours",
+       "--n-samples", "12",
        "--batch-size", "2", "--seed", "0", "--no-progress"]
 N_BATCHES = 6  # 12 samples in batches of 2, per cell
 CLEAN, ATTACKED = "-none-0-", "-apgd-4_255-"

@@ -97,7 +97,8 @@ def test_tampered_trained_encoder_is_refused_by_run(tmp_path, monkeypatch, capsy
     directory = encoder_dir(recipe("micro", "fare", 4))
     sha = save_tensors(directory / "visual.safetensors", load_micro_clip().tower.visual.state_dict())
     (directory / "card.json").write_text(json.dumps({"sha256": sha}))
-    args = ["run", "--encoder", "fare4", "--attack", "none", "--dataset", "colour", "--n-samples", "2", "--no-train",
+    args = ["run", "--encoder", "fare4", "--attack", "none", "--dataset", "novel-colours", "--n-samples", "2",
+            "--no-train",
             "--no-progress", "--out", str(tmp_path / "results")]
     assert main(args) == 0  # the cache entry is the one `bench run` reads
     capsys.readouterr()

@@ -33,7 +33,8 @@ window.addEventListener("load", () => {
 
 def make_report(tmp_path):
     standard_grid(tmp_path)
-    add_cell(tmp_path, "clip", "shape", "4/255", 0.0, extra_rows=[{"metric": "sanity:eps_monotone", "value": 0.0}],
+    add_cell(tmp_path, "clip", "novel-shapes", "4/255", 0.0, extra_rows=[{"metric": "sanity:eps_monotone",
+                                                                          "value": 0.0}],
              started_at="2026-01-02T00:00:00+00:00")
     gallery = tmp_path / "gallery" / "clip"
     gallery.mkdir(parents=True)
@@ -85,5 +86,5 @@ def test_page_renders_in_headless_chromium(tmp_path):
     assert m, f"page did not finish loading in the browser: {res.stdout[:500]} {res.stderr[-1000:]}"
     probe = json.loads(m.group(1).replace("&quot;", '"'))
     assert probe["tableRows"] == 2 and probe["tableVisible"]
-    assert probe["headers"] == ["encoder", "shape", "colour", "average"]
+    assert probe["headers"] == ["encoder", "novel-shapes", "novel-colours", "average"]
     assert probe["images"] == 4 and probe["decoded"] == 4

@@ -17,7 +17,7 @@ from bench.runner import RunRequest, reuse_problem, run
 
 
 def small_request(tmp_path, **kw) -> RunRequest:
-    base = dict(encoders=("clip",), attack="apgd", eps=(parse_eps("4/255"),), datasets=("colour",), n_samples=4,
+    base = dict(encoders=("clip",), attack="apgd", eps=(parse_eps("4/255"),), datasets=("novel-colours",), n_samples=4,
                 out=tmp_path / "results", progress=False)
     base.update(kw)
     return RunRequest(**base)
@@ -28,7 +28,7 @@ def attacked_run_ids(rows) -> set[str]:
 
 
 def test_every_part_of_the_identity_changes_the_run_id():
-    cfg = CellConfig("micro", "clip", "sha", "zeroshot", "shape", "apgd", 4 / 255, "4/255", 10, 0,
+    cfg = CellConfig("micro", "clip", "sha", "zeroshot", "novel-shapes", "apgd", 4 / 255, "4/255", 10, 0,
                      protocol={"stages": [{"iterations": 100}]}, metric_definition="accuracy v1", engine_version="1")
     for change in (dict(protocol={"stages": [{"iterations": 50}]}), dict(metric_definition="accuracy v2"),
                    dict(engine_version="2"), dict(encoder_sha256="other")):

@@ -31,7 +31,8 @@ def test_a_published_checkpoint_is_one_line(tmp_path):
     assert type(families["paper-b32"].sources["tecoa2"]).__name__ == "HubTower"
     assert families["paper-zsr"].sources == families["paper-b32-openai"].sources  # checkpoints_from
     assert {n: f.recipe_suite for n, f in families.items()} == {"paper": "paper", "paper-b32": None,
-                                                                "paper-b32-openai": None, "paper-zsr": "paper-zsr"}
+                                                                "paper-b16": None, "paper-b32-openai": None,
+                                                                "paper-zsr": "paper-zsr"}
 
 
 SUITE_ERRORS = [

@@ -82,7 +82,7 @@ def test_offline_without_cache_fails_fast_with_one_line(tmp_path, monkeypatch, c
     (["--data-root", "."], "applies to the paper suites only"),
     (["--suite", "paper", "--data-root", "/no/such/dir"], "is not a directory"),
     (["--suite", "paper", "--encoder-weights", "fare4"], "NAME=PATH"),
-    (["--suite", "paper", "--dataset", "shape"], "unknown dataset 'shape'"),
+    (["--suite", "paper", "--dataset", "novel-shapes"], "unknown dataset 'novel-shapes'"),
     (["--precision", "tf32"], "needs a CUDA device"),
 ])
 def test_bad_paper_options_are_one_line_errors(args, message, tmp_path, monkeypatch, capsys):

@@ -21,10 +21,11 @@ PROTOCOL_DEFINITIONS = {"none": "57146b7306", "pgd-10": "6dcf3540ae", "pgd-100":
                         "pgd-100-tga": "fb0c11f9f7", "apgd": "48b216c7c5", "apgd-dlr": "07ed030dc7",
                         "aa-custom": "60f254fdad"}
 ALIASES = {"none": ("clean",), "apgd": ("apgd-ce",)}
-# the run id of the micro CLIP's colour cell at 4/255, 100 samples, seed 0
-RUN_IDS = {"apgd": "clip-zeroshot-colour-apgd-4_255-1cfe0f9f7f",
-           "aa-custom": "clip-zeroshot-colour-aa-custom-4_255-66e0e70b45",
-           "pgd-100-tga": "clip-zeroshot-colour-pgd-100-tga-4_255-4f7ce0441d"}
+# the run id of the micro CLIP's novel-colours cell at 4/255, 100 samples, seed 0 (world v2: the dataset's
+# definition is part of the identity; world v1's colour cells had other names and ids)
+RUN_IDS = {"apgd": "clip-zeroshot-novel-colours-apgd-4_255-61804e4d73",
+           "aa-custom": "clip-zeroshot-novel-colours-aa-custom-4_255-3bb7645694",
+           "pgd-100-tga": "clip-zeroshot-novel-colours-pgd-100-tga-4_255-5ab08882c3"}
 # training-cache keys: (method) -> (micro 4/255, paper 4/255, paper-zsr 1/255, paper 2/255)
 RECIPE_KEYS = {"agft": ("7ee851e6d6d2", "38cd6cc39ceb", "274157f4b33f", "8607d873f4d4"),
                "fare": ("24af9440e36d", "6b570ec1e586", "f9576ea065c8", "77519980768c"),
@@ -49,7 +50,8 @@ def test_builtin_protocol_definitions_are_pinned(name):
 @pytest.mark.parametrize("attack", sorted(RUN_IDS))
 def test_run_ids_of_builtin_protocols_are_pinned(attack):
     protocol = ATTACKS.get(attack)
-    cfg = CellConfig("micro", "clip", micro_card()["sha256"], "zeroshot", "colour", protocol.name, 4 / 255, "4/255",
+    cfg = CellConfig("micro", "clip", micro_card()["sha256"], "zeroshot", "novel-colours", protocol.name, 4 / 255,
+                     "4/255",
                      100, 0, protocol=protocol.definition(), metric_definition=ZeroShotTask.metric_definition,
                      engine_version=ENGINE_VERSION)
     assert cfg.run_id == RUN_IDS[attack]

@@ -89,7 +89,8 @@ def test_an_installed_plugin_is_listed_and_run(tmp_path):
     assert any(line.split()[:1] == ["demofare{1,2,4}"] for line in lines)  # the objective's encoders, derived
     assert "warning" not in listed.stderr
 
-    run = bench(["run", "--encoder", "clip,demo-tower", "--attack", "pgd-3", "--eps", "4/255", "--dataset", "colour",
+    run = bench(["run", "--encoder", "clip,demo-tower", "--attack", "pgd-3", "--eps", "4/255", "--dataset",
+                 "novel-colours",
                  "--n-samples", "4", "--out", "results", "--no-progress"], site, tmp_path)
     assert run.returncode == 0, run.stderr
     assert "| demo-tower |" in run.stdout and "| clip |" in run.stdout

@@ -114,7 +114,7 @@ def test_a_protocol_file_is_refused_by_a_vision_language_task(tmp_path):
 def test_a_user_protocol_runs_and_is_reported_under_its_own_name(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     write(tmp_path, PGD3)
-    args = ["--encoder", "clip", "--eps", "4/255", "--dataset", "colour", "--n-samples", "4", "--no-progress"]
+    args = ["--encoder", "clip", "--eps", "4/255", "--dataset", "novel-colours", "--n-samples", "4", "--no-progress"]
     assert main(["run", "--attack", "./p.toml", *args]) == 0
     rows = Store(tmp_path / "results").rows()
     attacked = rows[(rows["eps"] > 0) & (rows["metric"] == "accuracy")]

@@ -29,8 +29,8 @@ def test_layout_averages_and_best(tmp_path):
     tab = table_of(tmp_path)
     md = to_markdown(tab)
     header = md.splitlines()[0]
-    assert header == ("| encoder | shape clean | shape 2/255 | shape 4/255 | colour clean | colour 2/255 "
-                      "| colour 4/255 | average clean | average 2/255 | average 4/255 |")
+    assert header == ("| encoder | novel-shapes clean | novel-shapes 2/255 | novel-shapes 4/255 | novel-colours clean "
+                      "| novel-colours 2/255 | novel-colours 4/255 | average clean | average 2/255 | average 4/255 |")
     assert tab.encoders == ["clip", "fare4"]  # registry order, not insertion order
     clip, fare = md_row(md, "clip"), md_row(md, "fare4")
     assert clip[:3] == ["**90.0**", "10.0", "0.0"] and fare[:3] == ["85.0", "**60.0**", "**40.0**"]
@@ -39,15 +39,16 @@ def test_layout_averages_and_best(tmp_path):
 
 
 def test_ties_all_marked_and_missing_cells(tmp_path):
-    grid(tmp_path, {("clip", "shape", "0"): 0.5, ("fare4", "shape", "0"): 0.5, ("clip", "colour", "0"): 0.7})
+    grid(tmp_path, {("clip", "novel-shapes", "0"): 0.5, ("fare4", "novel-shapes", "0"): 0.5,
+                    ("clip", "novel-colours", "0"): 0.7})
     md = to_markdown(table_of(tmp_path))
     assert md_row(md, "clip") == ["**50.0**", "70.0", "60.0"]  # a lone value in a column is not "best"
     assert md_row(md, "fare4") == ["**50.0**", "–", "–"]  # no average over fewer datasets
 
 
 def test_refuses_two_protocols_in_one_column(tmp_path):
-    add_cell(tmp_path, "clip", "shape", "4/255", 0.0, attack="apgd")
-    add_cell(tmp_path, "fare4", "shape", "4/255", 0.3, attack="aa-custom")
+    add_cell(tmp_path, "clip", "novel-shapes", "4/255", 0.0, attack="apgd")
+    add_cell(tmp_path, "fare4", "novel-shapes", "4/255", 0.3, attack="aa-custom")
     with pytest.raises(BenchError, match="different protocols.*--protocol"):
         table_of(tmp_path)
     tab = table_of(tmp_path, filters=Filters(protocols=("apgd-ce",)))  # aliases resolve
@@ -55,8 +56,8 @@ def test_refuses_two_protocols_in_one_column(tmp_path):
 
 
 def test_refuses_same_attack_name_with_other_iterations(tmp_path):
-    add_cell(tmp_path, "clip", "shape", "4/255", 0.0)
-    add_cell(tmp_path, "fare4", "shape", "4/255", 0.3, protocol="APGD-CE 10 it × 1 restart", steps=10)
+    add_cell(tmp_path, "clip", "novel-shapes", "4/255", 0.0)
+    add_cell(tmp_path, "fare4", "novel-shapes", "4/255", 0.3, protocol="APGD-CE 10 it × 1 restart", steps=10)
     with pytest.raises(BenchError, match="different protocols"):
         table_of(tmp_path)
 
@@ -67,11 +68,11 @@ def two_protocol_grid(root) -> None:
     robust = {("clip", "aa-custom"): (0.0, 0.1), ("clip", "pgd-100-tga"): (0.05, 0.2),
               ("fare1", "aa-custom"): (0.5, 0.4), ("fare1", "pgd-100-tga"): (0.6, 0.5)}
     for (enc, _), (shape, colour) in values.items():
-        add_cell(root, enc, "shape", "0", shape)
-        add_cell(root, enc, "colour", "0", colour)
+        add_cell(root, enc, "novel-shapes", "0", shape)
+        add_cell(root, enc, "novel-colours", "0", colour)
     for (enc, attack), (shape, colour) in robust.items():
-        add_cell(root, enc, "shape", "1/255", shape, attack=attack)
-        add_cell(root, enc, "colour", "1/255", colour, attack=attack)
+        add_cell(root, enc, "novel-shapes", "1/255", shape, attack=attack)
+        add_cell(root, enc, "novel-colours", "1/255", colour, attack=attack)
 
 
 def test_two_protocols_side_by_side_in_columns_of_their_own(tmp_path):
@@ -80,25 +81,28 @@ def test_two_protocols_side_by_side_in_columns_of_their_own(tmp_path):
         table_of(tmp_path)
     tab = table_of(tmp_path, filters=Filters(protocols=("aa-custom", "pgd-100-tga")))
     md = to_markdown(tab)
+    # each attack's columns, then the worst case over them per sample (bench.report.worst)
     assert md.splitlines()[0] == (
-        "| encoder | shape clean | shape 1/255 aa-custom | shape 1/255 pgd-100-tga | colour clean "
-        "| colour 1/255 aa-custom | colour 1/255 pgd-100-tga | average clean | average 1/255 aa-custom "
-        "| average 1/255 pgd-100-tga |")
-    assert md_row(md, "clip") == ["**90.0**", "0.0", "5.0", "**80.0**", "10.0", "20.0", "**85.0**", "5.0", "12.5"]
-    assert md_row(md, "fare1") == ["85.0", "**50.0**", "**60.0**", "75.0", "**40.0**", "**50.0**", "80.0", "**45.0**",
-                                   "**55.0**"]
+        "| encoder | novel-shapes clean | novel-shapes 1/255 aa-custom | novel-shapes 1/255 pgd-100-tga "
+        "| novel-shapes 1/255 worst case | novel-colours clean | novel-colours 1/255 aa-custom "
+        "| novel-colours 1/255 pgd-100-tga | novel-colours 1/255 worst case | average clean | average 1/255 aa-custom "
+        "| average 1/255 pgd-100-tga | average 1/255 worst case |")
+    assert md_row(md, "clip") == ["**90.0**", "0.0", "5.0", "0.0", "**80.0**", "10.0", "20.0", "10.0", "**85.0**",
+                                  "5.0", "12.5", "5.0"]
+    assert md_row(md, "fare1") == ["85.0", "**50.0**", "**60.0**", "**50.0**", "75.0", "**40.0**", "**50.0**",
+                                   "**40.0**", "80.0", "**45.0**", "**55.0**", "**45.0**"]
     assert any("side by side" in n and "aa-custom, pgd-100-tga" in n for n in tab.notes)
     # the order the protocols are named in is the order of their columns
     flipped = to_markdown(table_of(tmp_path, filters=Filters(protocols=("pgd-100-tga", "aa-custom"))))
-    assert "shape 1/255 pgd-100-tga | shape 1/255 aa-custom" in flipped.splitlines()[0]
+    assert "novel-shapes 1/255 pgd-100-tga | novel-shapes 1/255 aa-custom" in flipped.splitlines()[0]
     # one protocol named: the plain layout, the other protocol's rows left out
     single = to_markdown(table_of(tmp_path, filters=Filters(protocols=("aa-custom",))))
-    assert "shape 1/255 |" in single.splitlines()[0] and md_row(single, "fare1")[1] == "**50.0**"
+    assert "novel-shapes 1/255 |" in single.splitlines()[0] and md_row(single, "fare1")[1] == "**50.0**"
 
 
 def test_split_columns_still_refuse_one_attack_with_two_settings(tmp_path):
     two_protocol_grid(tmp_path)
-    add_cell(tmp_path, "tecoa1", "shape", "1/255", 0.3, attack="aa-custom", protocol="APGD-CE 10 it × 1 restart",
+    add_cell(tmp_path, "tecoa1", "novel-shapes", "1/255", 0.3, attack="aa-custom", protocol="APGD-CE 10 it × 1 restart",
              steps=10)
     with pytest.raises(BenchError, match="different protocols.*re-run one set"):
         table_of(tmp_path, filters=Filters(protocols=("aa-custom", "pgd-100-tga")))
@@ -106,27 +110,27 @@ def test_split_columns_still_refuse_one_attack_with_two_settings(tmp_path):
 
 def test_split_columns_mark_sanity_flags_of_their_own_protocol(tmp_path):
     two_protocol_grid(tmp_path)
-    add_cell(tmp_path, "fare1", "shape", "1/255", 0.6, attack="pgd-100-tga",
+    add_cell(tmp_path, "fare1", "novel-shapes", "1/255", 0.6, attack="pgd-100-tga",
              extra_rows=[{"metric": "sanity:more-iterations", "value": 0.0}], started_at="2026-01-02T00:00:00+00:00")
     tab = table_of(tmp_path, filters=Filters(protocols=("aa-custom", "pgd-100-tga")))
     flagged = {(enc, col.dataset, col.eps_label) for (enc, col) in tab.flags}
-    assert flagged == {("fare1", "shape", "1/255 pgd-100-tga"), ("fare1", "average", "1/255 pgd-100-tga")}
+    assert flagged == {("fare1", "novel-shapes", "1/255 pgd-100-tga"), ("fare1", "average", "1/255 pgd-100-tga")}
 
 
 def test_cli_report_two_protocols(tmp_path, capsys):
     two_protocol_grid(tmp_path)
     assert main(["report", "--out", str(tmp_path), "--protocol", "aa-custom,pgd-100-tga", "--html"]) == 0
     out = capsys.readouterr().out
-    assert "| shape 1/255 aa-custom | shape 1/255 pgd-100-tga |" in out
+    assert "| novel-shapes 1/255 aa-custom | novel-shapes 1/255 pgd-100-tga |" in out
     csv = pd.read_csv(tmp_path / "report" / "table.csv", header=[0, 1], index_col=0)
     assert csv.loc["fare1", ("average", "1/255 pgd-100-tga")] == 55.0
-    assert csv.loc["clip", ("shape", "1/255 aa-custom")] == 0.0
+    assert csv.loc["clip", ("novel-shapes", "1/255 aa-custom")] == 0.0
     for name in ("accuracy_vs_eps.png", "datasets.png", "tradeoff.png", "report.html"):
         assert (tmp_path / "report" / name).stat().st_size > 0
 
 
 def test_refuses_several_suites(tmp_path):
-    add_cell(tmp_path, "clip", "shape", "0", 0.9)
+    add_cell(tmp_path, "clip", "novel-shapes", "0", 0.9)
     add_cell(tmp_path, "clip", "cifar10", "0", 0.9, suite="paper")
     with pytest.raises(BenchError, match="several suites"):
         table_of(tmp_path)
@@ -134,9 +138,9 @@ def test_refuses_several_suites(tmp_path):
 
 
 def test_latest_run_wins_and_mixed_sample_sets_are_warned(tmp_path):
-    add_cell(tmp_path, "clip", "shape", "0", 0.5, started_at="2026-01-01T00:00:00+00:00")
-    add_cell(tmp_path, "clip", "shape", "0", 0.7, n=100, started_at="2026-01-02T00:00:00+00:00")
-    add_cell(tmp_path, "clip", "shape", "4/255", 0.1)
+    add_cell(tmp_path, "clip", "novel-shapes", "0", 0.5, started_at="2026-01-01T00:00:00+00:00")
+    add_cell(tmp_path, "clip", "novel-shapes", "0", 0.7, n=100, started_at="2026-01-02T00:00:00+00:00")
+    add_cell(tmp_path, "clip", "novel-shapes", "4/255", 0.1)
     tab = table_of(tmp_path)
     assert md_row(to_markdown(tab), "clip")[0] == "70.0"
     assert any("mixes sample sets (n=100 seed=0, n=200 seed=0)" in n for n in tab.notes)
@@ -171,7 +175,7 @@ def test_lower_is_better_metric_marks_the_minimum(tmp_path):
 
 
 def test_wilson_and_bootstrap_intervals(tmp_path):
-    add_cell(tmp_path, "clip", "shape", "0", 0.5, n=400)
+    add_cell(tmp_path, "clip", "novel-shapes", "0", 0.5, n=400)
     wilson = table_of(tmp_path, ci="wilson")
     md = to_markdown(wilson)
     assert md_row(md, "clip") == ["50.0 [45.1, 54.9]"]
@@ -182,19 +186,19 @@ def test_wilson_and_bootstrap_intervals(tmp_path):
 
 
 def test_bootstrap_falls_back_when_records_do_not_match(tmp_path):
-    add_cell(tmp_path, "clip", "shape", "0", 0.5, records=False)
+    add_cell(tmp_path, "clip", "novel-shapes", "0", 0.5, records=False)
     tab = table_of(tmp_path, ci="bootstrap")
     assert tab.interval("clip", tab.columns[0]) == (43.1, 56.9)  # the stored Wilson interval
-    assert any("unavailable: zeroshot/shape" in n for n in tab.notes)
+    assert any("unavailable: zeroshot/novel-shapes" in n for n in tab.notes)
 
 
 def test_failed_sanity_checks_are_marked_and_listed(tmp_path):
     ok = [{"metric": "sanity:robust_le_clean", "value": 1.0}]
     bad = [{"metric": "sanity:eps_monotone", "value": 0.0}]
-    add_cell(tmp_path, "clip", "shape", "0", 0.9)
-    add_cell(tmp_path, "clip", "shape", "4/255", 0.1, extra_rows=ok)
-    add_cell(tmp_path, "clip", "colour", "0", 0.8)
-    add_cell(tmp_path, "clip", "colour", "4/255", 0.3, extra_rows=bad,
+    add_cell(tmp_path, "clip", "novel-shapes", "0", 0.9)
+    add_cell(tmp_path, "clip", "novel-shapes", "4/255", 0.1, extra_rows=ok)
+    add_cell(tmp_path, "clip", "novel-colours", "0", 0.8)
+    add_cell(tmp_path, "clip", "novel-colours", "4/255", 0.3, extra_rows=bad,
              card_extra={"sanity": {"eps_monotone": {"passed": False, "robust_2": 0.2, "robust_4": 0.3}}})
     tab = table_of(tmp_path)
     md = to_markdown(tab)
@@ -207,24 +211,24 @@ def test_failed_sanity_checks_are_marked_and_listed(tmp_path):
 
 
 def test_nonfinite_samples_are_flagged(tmp_path):
-    add_cell(tmp_path, "clip", "shape", "4/255", 0.1, extra_rows=[{"metric": "nonfinite_samples", "value": 3.0}])
+    add_cell(tmp_path, "clip", "novel-shapes", "4/255", 0.1, extra_rows=[{"metric": "nonfinite_samples", "value": 3.0}])
     tab = table_of(tmp_path)
     assert tab.flag_list[0].check == "nonfinite" and "3 sample(s)" in tab.flag_list[0].detail
 
 
 def test_latex_table(tmp_path):
     standard_grid(tmp_path)
-    add_cell(tmp_path, "simclip-siamese4", "shape", "0", 0.8)
+    add_cell(tmp_path, "simclip-siamese4", "novel-shapes", "0", 0.8)
     tex = to_latex(table_of(tmp_path, ci="wilson"))
     assert tex.count(r"\toprule") == 1 and r"\bottomrule" in tex and r"\end{tabular}" in tex
-    assert r"\multicolumn{3}{c}{shape}" in tex and r"\cmidrule(lr){2-4}" in tex
+    assert r"\multicolumn{3}{c}{novel-shapes}" in tex and r"\cmidrule(lr){2-4}" in tex
     assert r"\textbf{90.0}" in tex and r"\scriptsize[" in tex and "accuracy (\\%)" in tex
     assert "\nsimclip-siamese4 & 80.0" in tex  # rows in registry order, hyphen kept
     assert "begin{tabular}{l" + "r" * 9 + "}" in tex
 
 
 def test_several_tasks_get_a_task_header(tmp_path):
-    add_cell(tmp_path, "clip", "shape", "0", 0.9)
+    add_cell(tmp_path, "clip", "novel-shapes", "0", 0.9)
     add_cell(tmp_path, "clip", "coco", "0", 1.1, task="coco-captioning", metric="cider")
     tex = to_latex(table_of(tmp_path))
     assert r"\multicolumn{1}{c}{zeroshot}" in tex and r"\multicolumn{1}{c}{coco-captioning}" in tex
@@ -240,16 +244,16 @@ def test_cli_report_writes_tables_and_figures(tmp_path, capsys):
     assert (out / "accuracy_vs_eps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in (out / "tradeoff.svg").read_bytes()[:500]
     csv = pd.read_csv(out / "table.csv", header=[0, 1], index_col=0)
-    assert csv.loc["fare4", ("shape", "4/255")] == 40.0 and csv.loc["clip", ("average", "clean")] == 85.0
-    assert ("shape", "4/255 ci_low") in csv.columns
+    assert csv.loc["fare4", ("novel-shapes", "4/255")] == 40.0 and csv.loc["clip", ("average", "clean")] == 85.0
+    assert ("novel-shapes", "4/255 ci_low") in csv.columns
     assert "| clip |" in capsys.readouterr().out
 
-    assert main(["report", "--out", str(tmp_path), "--encoder", "fare4", "--dataset", "shape"]) == 0
+    assert main(["report", "--out", str(tmp_path), "--encoder", "fare4", "--dataset", "novel-shapes"]) == 0
     assert "| clip |" not in capsys.readouterr().out
 
 
 def test_cli_report_training_curves_of_evaluated_encoders(tmp_path, capsys):
-    add_cell(tmp_path, "fare4", "shape", "0", 0.8, encoder_sha256="f" * 64)
+    add_cell(tmp_path, "fare4", "novel-shapes", "0", 0.8, encoder_sha256="f" * 64)
     cache = tmp_path / "cache"
     for name, sha in (("fare4-micro-aaa", "f" * 64), ("tecoa4-micro-bbb", "e" * 64)):
         d = cache / "encoders" / name
@@ -268,7 +272,7 @@ def test_cli_report_training_curves_of_evaluated_encoders(tmp_path, capsys):
 
 
 def test_run_card_shows_provenance(tmp_path, capsys):
-    run_id = add_cell(tmp_path, "clip", "shape", "4/255", 0.1,
+    run_id = add_cell(tmp_path, "clip", "novel-shapes", "4/255", 0.1,
                       extra_rows=[{"metric": "sanity:eps_monotone", "value": 0.0}],
                       card_extra={"sanity": {"eps_monotone": "robust accuracy rose from 2/255 to 4/255"},
                                   "finished_at": "2026-01-01T00:01:00+00:00"})
@@ -290,7 +294,7 @@ def test_run_card_shows_provenance(tmp_path, capsys):
 
 
 def test_run_card_unknown_id_is_a_one_line_error(tmp_path, capsys):
-    run_id = add_cell(tmp_path, "clip", "shape", "0", 0.9)
+    run_id = add_cell(tmp_path, "clip", "novel-shapes", "0", 0.9)
     assert main(["report", "--out", str(tmp_path), "--run", run_id[:-1] + "x"]) == 2
     err = capsys.readouterr().err.strip()
     assert "did you mean" in err and len(err.splitlines()) == 1
@@ -301,7 +305,7 @@ def test_run_card_unknown_id_is_a_one_line_error(tmp_path, capsys):
     (["--suite", "nope"], "no results to report"),
 ])
 def test_cli_report_bad_input(tmp_path, capsys, args, message):
-    add_cell(tmp_path, "clip", "shape", "0", 0.9)
+    add_cell(tmp_path, "clip", "novel-shapes", "0", 0.9)
     assert main(["report", "--out", str(tmp_path), *args]) == 2
     assert message in capsys.readouterr().err
 
@@ -310,7 +314,7 @@ def test_rows_of_another_engine_version_never_mix_in(tmp_path):
     """A cell computed by an older attack engine (whose numbers may differ) is left out of the table, with a note,
     and reported on its own with --engine-version."""
     standard_grid(tmp_path)
-    add_cell(tmp_path, "tecoa4", "shape", "4/255", 0.5, engine_version="2000.1")
+    add_cell(tmp_path, "tecoa4", "novel-shapes", "4/255", 0.5, engine_version="2000.1")
     tab = table_of(tmp_path)
     assert "tecoa4" not in tab.encoders
     assert any("2 stored row(s)" in n and "2000.1" in n and "--engine-version" in n for n in tab.notes)

@@ -14,7 +14,7 @@ from bench.cli import main
 from bench.store import Store
 
 ARGS = ["run", "--suite", "micro", "--encoder", "clip", "--attack", "pgd-10", "--eps", "4/255", "--n-samples", "5",
-        "--dataset", "shape", "--batch-size", "2", "--no-progress"]
+        "--dataset", "novel-shapes", "--batch-size", "2", "--no-progress"]
 SAME = ["run_id", "suite", "encoder", "dataset", "attack", "eps_str", "n_samples", "metric", "value", "ci_low",
         "ci_high", "seed", "precision", "protocol"]
 

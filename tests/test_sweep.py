@@ -47,7 +47,7 @@ def test_packing_balances_cost_not_cells():
     (["--resubmit-failed"], "no sweep"),
 ])
 def test_user_errors_are_one_line(args, message, tmp_path, capsys):
-    assert main(["sweep", *GRID, "--dataset", "colour", "--out", str(tmp_path), *args]) == 2
+    assert main(["sweep", *GRID, "--dataset", "novel-colours", "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1]
 
@@ -151,9 +151,9 @@ def test_many_jobs_on_overlapping_cells_share_the_store(reference, tmp_path):
     out = tmp_path / "out"
     req = RunRequest(encoders=("clip",), attack="apgd", eps=(parse_eps("2/255"), parse_eps("4/255")), n_samples=8,
                      batch_size=2, seed=0, out=out, progress=False)
-    units = [[("clip", "zeroshot", "shape"), ("clip", "zeroshot", "colour")],
-             [("clip", "zeroshot", "colour"), ("clip", "zeroshot", "count")],
-             [("clip", "zeroshot", "colour")]]
+    units = [[("clip", "zeroshot", "novel-shapes"), ("clip", "zeroshot", "novel-colours")],
+             [("clip", "zeroshot", "novel-colours"), ("clip", "zeroshot", "count")],
+             [("clip", "zeroshot", "novel-colours")]]
     executor = submitit.AutoExecutor(folder=str(tmp_path / "jobs" / "%j"), cluster="local")
     executor.update_parameters(timeout_min=30)
     jobs = [executor.submit(EvalJob(req, u)) for u in units]

@@ -62,7 +62,8 @@ def sbatch_script(record: dict, job_id: str) -> str:
 def test_sbatch_parameters_and_training_dependency(fake_slurm, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "empty-cache"))  # fare4 is untrained here
     out = tmp_path / "out"
-    args = ["sweep", "--encoder", "clip,fare4", "--dataset", "colour", "--dataset", "shape", *GRID, *SLURM,
+    args = ["sweep", "--encoder", "clip,fare4", "--dataset", "novel-colours", "--dataset", "novel-shapes", *GRID,
+            *SLURM,
             "--jobs", "2", "--gpus-per-job", "2", "--out", str(out)]
     assert main(args) == 0
     record = records.load(out)
@@ -114,7 +115,7 @@ def test_preempted_job_requeues_and_resumes(fake_slurm, tmp_path):
     """What Slurm does on preemption, step by step: USR2 to the job, submitit calls ``EvalJob.checkpoint()`` and
     ``scontrol requeue``; Slurm later starts the same job again, which finds the finished batches."""
     ref, out = tmp_path / "ref", tmp_path / "out"
-    grid = ["--encoder", "clip", "--dataset", "colour", *GRID]
+    grid = ["--encoder", "clip", "--dataset", "novel-colours", *GRID]
     assert main(["run", *grid, "--out", str(ref)]) == 0
     assert main(["sweep", *grid, *SLURM, "--gpus-per-job", "1", "--out", str(out)]) == 0
     (entry,) = records.load(out)["submissions"]
@@ -144,7 +145,7 @@ def test_checkpoint_resubmits_the_same_job(tmp_path):
     """``checkpoint()`` hands back the job itself (its state is the store); calling it again runs the same units."""
     from bench.runner import RunRequest
 
-    job = EvalJob(RunRequest(out=tmp_path), [("clip", "zeroshot", "colour")])
+    job = EvalJob(RunRequest(out=tmp_path), [("clip", "zeroshot", "novel-colours")])
     delayed = job.checkpoint()
     assert isinstance(delayed, DelayedSubmission) and delayed.function is job and delayed.args == ()
     assert job.unit_request(job.units[0]).allow_training is False

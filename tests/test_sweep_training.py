@@ -38,7 +38,7 @@ def test_untrained_encoder_is_trained_once_before_its_evaluations(tmp_path, monk
     monkeypatch.setattr(bench.train.loop, "train", lambda *a, **k: events.append("train") or real_train(*a, **k))
     monkeypatch.setattr(bench.runner, "run", lambda req: events.append(("eval", *req.encoders)) or real_run(req))
 
-    req = RunRequest(encoders=("clip", "fare4"), eps=(parse_eps("4/255"),), datasets=("colour", "shape"),
+    req = RunRequest(encoders=("clip", "fare4"), eps=(parse_eps("4/255"),), datasets=("novel-colours", "novel-shapes"),
                      n_samples=4, batch_size=4, out=tmp_path / "out", progress=False)
     record = sweep(req, LaunchOptions("debug", jobs=2))
     kinds = [(e["kind"], e.get("encoder")) for e in record["submissions"]]

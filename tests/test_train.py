@@ -204,13 +204,14 @@ def test_on_demand_cache(tmp_path, monkeypatch, micro_clip, tiny_data):
 
 
 def test_micro_training_data_is_drawn_lazily_and_equals_the_split():
-    from bench.micro.data import generate
+    from bench.micro.data import generate_indices
+    from bench.micro.datasets import FINETUNING_SET
 
     data = FineTuningData(64)
     assert data.drawn == 0
     x, labels = data.load([5, 3, 5])
-    split = generate("train", 8)
-    assert torch.equal(x, torch.tensor(split.images[[5, 3, 5]], dtype=torch.float32) / 255)
+    split = generate_indices("train", [5, 3, 5], within=FINETUNING_SET.within, stream=FINETUNING_SET.stream)
+    assert torch.equal(x, torch.tensor(split.images, dtype=torch.float32) / 255)
     assert labels[0] == labels[2] and data.drawn == 2  # scenes 5 and 3, nothing else
 
 
@@ -233,7 +234,7 @@ def test_probe_measures_without_changing_the_weights(tmp_path, micro_clip, tiny_
     assert lines[0].split(",") == PROBE_FIELDS
     rows = [dict(zip(PROBE_FIELDS, line.split(","))) for line in lines[1:]]
     assert sorted({int(r["step"]) for r in rows}) == [0, 2, 3]  # at 0, every 2 steps, and the last step
-    assert {r["dataset"] for r in rows} == {"shape", "colour", "count"}
+    assert {r["dataset"] for r in rows} == {"novel-shapes", "novel-colours", "count"}
     for r in rows:
         assert 0 <= float(r["robust_accuracy"]) <= float(r["clean_accuracy"]) <= 1 and r["n_samples"] == "6"
     assert not (tmp_path / "plain" / "probe_log.csv").exists()

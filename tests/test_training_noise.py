@@ -32,7 +32,8 @@ def script():
 @pytest.mark.slow
 def test_training_noise_of_a_tiny_recipe(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
-    assert main(["run", "--encoder", f"fare4={TINY}", "--dataset", "colour", "--n-samples", "8", "--attack", "apgd",
+    assert main(["run", "--encoder", f"fare4={TINY}", "--dataset", "novel-colours", "--n-samples", "8", "--attack",
+                 "apgd",
                  "--eps", "4/255", "--out", str(tmp_path / "results"), "--no-progress"]) == 0
     baseline = tmp_path / "baseline.csv"
     assert main(["check", "--baseline", str(baseline), "--results", str(tmp_path / "results"),

@@ -309,7 +309,7 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
         cell_flags.setdefault((*f.cell, f.attack if attacks and attacked else ""), []).append(f.check)
 
     tab = ReportTable(suite, encoders, [], {}, ci=ci, notes=notes, flag_list=flag_list, rows=head,
-                      in_distribution=in_distribution)
+                      in_distribution=tuple(d for d in in_distribution if d in set(head["dataset"])))
     datasets_of = dict(layout)
     for col in columns:
         for enc in encoders:
