@@ -1,4 +1,4 @@
-"""The GitHub Actions workflow of docs/_incoming/check.md, run here: its `bench` commands (the one-off baseline and
+"""The GitHub Actions workflow of docs/check-in-ci.md, run here: its `bench` commands (the one-off baseline and
 the CI step), read from the page itself, on a micro tower file committed beside the baseline in a git work tree.
 They pass (status 0, a JUnit file that parses, a Markdown summary); then the tower file is replaced and the same CI
 command fails in one line naming both hashes (status 1), and with the file gone fails in one line (status 2)."""
@@ -18,7 +18,7 @@ from bench.cli import main
 from bench.core.checkpoints import save_tensors, sha256_file
 from bench.micro.encoders import load_micro_clip
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "_incoming" / "check.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "check-in-ci.md"
 
 
 def fenced(text: str, language: str, after: str) -> str:

@@ -180,3 +180,17 @@ def test_diagram_write_replaces_only_its_block():
     assert script.block_in(new) == "```mermaid\nflowchart TB\n```"
     with pytest.raises(SystemExit, match="markers"):
         script.with_block("# Design without markers\n", "x")
+
+
+def test_the_micro_datasets_table_says_what_the_code_holds_out():
+    """Each micro dataset's row on the suites page names its role, class count and what it holds out, in the words
+    of its definition (bench/micro/datasets.py)."""
+    from bench.micro.datasets import DATASETS
+
+    page = (ROOT / "docs" / "guide" / "suites.md").read_text()
+    for name, spec in DATASETS.items():
+        row = next((line for line in page.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"no row for {name} in docs/guide/suites.md"
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == spec.role and cells[2].startswith(f"{len(spec.classnames)} ") and \
+            cells[3] == spec.holds_out, row
