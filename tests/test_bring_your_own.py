@@ -13,6 +13,7 @@ from test_paper_fakes import open_clip_repo, tiny_clip
 from bench.cli import main
 from bench.core.checkpoints import save_tensors, sha256_file
 from bench.micro.encoders import load_micro_clip
+from bench.micro.suite import training_identity
 from bench.train.cache import encoder_dir
 from bench.train.recipes import recipe
 
@@ -31,7 +32,7 @@ def offline_world(tmp_path, monkeypatch):
     g = torch.Generator().manual_seed(4)
     shifted = {k: v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
                for k, v in visual.items()}
-    directory = encoder_dir(recipe("micro", "fare", 4))
+    directory = encoder_dir(recipe("micro", "fare", 4, training_identity()))
     sha = save_tensors(directory / "visual.safetensors", shifted)
     (directory / "card.json").write_text(json.dumps({"encoder": "fare4", "method": "fare", "sha256": sha}))
     return tmp_path, sha

@@ -1,10 +1,9 @@
 """`bench check` against the committed baseline on the real micro suite.
 
-The test re-runs one CI cell of the baseline: clip on `colour` at ε = 4/255 with 200 samples, where APGD-CE has to
-work (3.0 % robust with 100 iterations; scripts/measure_noise.py measured 24.0 % with 2, against a tolerance of 3.9
-points). Re-run with the committed code it must pass; with the attack cut to 2 iterations (a silent iteration cut
-that keeps the protocol's label) it must fail and name the cell. (On 40 samples the same cut moved 10.0 % to 22.5 %,
-inside that cell's tolerance of 15.4: too few samples to see it.) The report is then drawn from the re-run's rows.
+The test re-runs one CI cell of the baseline: clip on `novel-colours` (seven hues 15° apart, 100 % clean) at
+ε = 1/255 with 200 samples, where APGD-CE has to work (45.5 % robust with 100 iterations). Re-run with the committed
+code it must pass; with the attack cut to 2 iterations (a silent iteration cut that keeps the protocol's label) it
+must fail and name the cell. The report is then drawn from the re-run's rows.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ def test_committed_baseline_measures_the_committed_micro_clip():
     clip = rows[rows["encoder"] == "clip"]
     assert set(clip["encoder_sha256"]) == {micro_card()["sha256"]}
     quick = clip[(clip["dataset"] == "novel-colours") & (clip["n_samples"] == 200) & (clip["metric"] == "accuracy")]
-    assert set(quick["eps_str"]) == {"0", "4/255"}
+    assert set(quick["eps_str"]) == {"0", "1/255"}
 
 
 @pytest.mark.slow
@@ -53,7 +52,7 @@ def test_check_passes_on_committed_state_and_fails_on_weakened_attack(tmp_path, 
     weaken_apgd(monkeypatch, 2)
     assert main([*check, "--out", str(tmp_path / "weak")]) == 1
     out = capsys.readouterr().out
-    assert "REGRESSED clip zeroshot/novel-colours apgd ε=4/255 accuracy (n=200): robust accuracy rose" in out
+    assert "REGRESSED clip zeroshot/novel-colours apgd ε=1/255 accuracy (n=200): robust accuracy rose" in out
     assert "attack got weaker" in out and "clean accuracy" not in out.split("REGRESSED", 1)[1]
 
     assert main(["report", "--out", str(tmp_path / "ok"), "--html", "--ci", "bootstrap"]) == 0

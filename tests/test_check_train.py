@@ -13,8 +13,10 @@ from bench.cli import main
 
 STEPS = 40
 RECIPE = f"train:steps={STEPS}:warmup_steps=4"
-GRID = ["--dataset", "novel-colours,novel-shapes", "--n-samples", "50", "--attack", "apgd", "--eps", "4/255",
-        "--no-progress"]
+# clean accuracy on 500 scenes of novel-colours: measured at 47.6 % after 40 steps and 60.4 % after 20 (two threads),
+# 12.8 points apart against a tolerance of 6.7; an attacked grid of the same cost cannot separate two trainings this
+# short (both sit in the micro recipe's early drift: 26.6 % and 29.2 % clean on the zero-shot average)
+GRID = ["--dataset", "novel-colours", "--n-samples", "500", "--attack", "none", "--no-progress"]
 
 
 @pytest.mark.slow

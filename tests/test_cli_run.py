@@ -23,7 +23,7 @@ def test_run_report_and_rerun(tmp_path, capsys):
                    "--out", str(out), "--no-progress", "--dataset", "novel-shapes,count")
     assert code == 0
     printed = capsys.readouterr().out
-    assert "| clip |" in printed and "shape clean" in printed and "count 4/255" in printed
+    assert "| clip |" in printed and "novel-shapes clean" in printed and "count 4/255" in printed
 
     rows = Store(out).rows()
     assert list(rows.columns) == ROW_COLUMNS

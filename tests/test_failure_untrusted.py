@@ -90,11 +90,12 @@ def test_checkpoint_hash_must_match(tmp_path):
 def test_tampered_trained_encoder_is_refused_by_run(tmp_path, monkeypatch, capsys):
     """A cached robust encoder whose weights no longer match its card's sha256 stops `bench run`."""
     from bench.micro.encoders import load_micro_clip
+    from bench.micro.suite import training_identity
     from bench.train.cache import encoder_dir
     from bench.train.recipes import recipe
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
-    directory = encoder_dir(recipe("micro", "fare", 4))
+    directory = encoder_dir(recipe("micro", "fare", 4, training_identity()))
     sha = save_tensors(directory / "visual.safetensors", load_micro_clip().tower.visual.state_dict())
     (directory / "card.json").write_text(json.dumps({"sha256": sha}))
     args = ["run", "--encoder", "fare4", "--attack", "none", "--dataset", "novel-colours", "--n-samples", "2",

@@ -20,6 +20,7 @@ from bench.sweep.packing import pack
 from bench.sweep.status import status
 
 GRID = ["--encoder", "clip", "--attack", "apgd", "--eps", "2/255", "--eps", "4/255", "--n-samples", "8",
+        "--dataset", "novel-shapes,novel-colours,count",
         "--batch-size", "2", "--seed", "0", "--no-progress"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 

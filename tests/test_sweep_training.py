@@ -16,6 +16,7 @@ import bench.train.recipes
 from bench.cli import main
 from bench.core.eps import parse_eps
 from bench.encoders.registry import ENCODERS
+from bench.micro.suite import training_identity
 from bench.runner import RunRequest
 from bench.sweep import record as records
 from bench.sweep.launch import LaunchOptions
@@ -71,7 +72,7 @@ def trained_cache(tmp_path_factory):
     previous = os.environ["BENCH_CACHE"]
     os.environ["BENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     spec = ENCODERS.get("fare4")
-    target = encoder_dir(bench.train.recipes.recipe("micro", spec.method, 4))
+    target = encoder_dir(bench.train.recipes.recipe("micro", spec.method, 4, training_identity()))
     assert main(["train", "--encoder", "fare4", "--no-progress", "--out", str(target),
                  *[f"--{k.replace('_', '-')}={v}" for k, v in TINY_TRAINING.items()]]) == 0
     yield Path(os.environ["BENCH_CACHE"])

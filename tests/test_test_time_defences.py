@@ -323,7 +323,7 @@ MAIN_RUN_IDS = {"apgd": "clip-zeroshot-shape-apgd-4_255-04511f4794",
 def cell(attack: str, **kw) -> CellConfig:
     from attacks import ENGINE_VERSION
 
-    return CellConfig("micro", "clip", "abc", "zeroshot", "novel-shapes", attack, 4 / 255, "4/255", 50, 0,
+    return CellConfig("micro", "clip", "abc", "zeroshot", "shape", attack, 4 / 255, "4/255", 50, 0,
                       protocol=ATTACKS.get(attack).definition(), metric_definition="m", engine_version=ENGINE_VERSION,
                       **kw)
 

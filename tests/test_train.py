@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from bench.core.checkpoints import load_tensors, sha256_file
 from bench.core.errors import BenchError, NeedsTraining
+from bench.micro.datasets import ZEROSHOT_DATASETS
 from bench.micro.train_data import FineTuningData
 from bench.train.config import TrainConfig
 from bench.train.data import batch_indices
@@ -234,7 +235,7 @@ def test_probe_measures_without_changing_the_weights(tmp_path, micro_clip, tiny_
     assert lines[0].split(",") == PROBE_FIELDS
     rows = [dict(zip(PROBE_FIELDS, line.split(","))) for line in lines[1:]]
     assert sorted({int(r["step"]) for r in rows}) == [0, 2, 3]  # at 0, every 2 steps, and the last step
-    assert {r["dataset"] for r in rows} == {"novel-shapes", "novel-colours", "count"}
+    assert {r["dataset"] for r in rows} == set(ZEROSHOT_DATASETS)
     for r in rows:
         assert 0 <= float(r["robust_accuracy"]) <= float(r["clean_accuracy"]) <= 1 and r["n_samples"] == "6"
     assert not (tmp_path / "plain" / "probe_log.csv").exists()

@@ -56,7 +56,7 @@ def test_training_noise_of_a_tiny_recipe(tmp_path, monkeypatch, capsys):
     annotated = pd.read_csv(out / "baseline_with_training_noise.csv", dtype={"eps_str": str})
     cell = annotated[(annotated["metric"] == "accuracy") & (annotated["eps_str"] == "4/255")].iloc[0]
     assert cell["tolerance_train"] == pytest.approx(3 * math.sqrt(2) * noise.loc["4/255", "sd"])
-    assert "| fare4 | colour | 4/255 |" in text and "Pooled training sd" in text
+    assert "| fare4 | novel-colours | 4/255 |" in text and "Pooled training sd" in text
     assert "| one-step | fare4 |" in text and "| apgd-1 | fare4 |" in text
     assert (out / "runs" / "fare4-one-step" / "junit.xml").is_file()
 
