@@ -10,7 +10,10 @@ import pytest
 from filelock import FileLock
 from test_failure_runs import assert_same_results
 
+import bench.micro.suite
 import bench.runner
+import bench.sweep.job
+import bench.train.cache
 import bench.train.loop
 import bench.train.recipes
 from bench.cli import main
@@ -34,10 +37,11 @@ def test_untrained_encoder_is_trained_once_before_its_evaluations(tmp_path, monk
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     real_recipe, real_train, real_run = bench.train.recipes.recipe, bench.train.loop.train, bench.runner.run
     events = []
-    monkeypatch.setattr(bench.train.recipes, "recipe",
+    # where the micro suite and the training cache use them
+    monkeypatch.setattr(bench.micro.suite, "recipe",
                         lambda *a: real_recipe(*a).with_overrides(**TINY_TRAINING))  # seconds, not minutes
-    monkeypatch.setattr(bench.train.loop, "train", lambda *a, **k: events.append("train") or real_train(*a, **k))
-    monkeypatch.setattr(bench.runner, "run", lambda req: events.append(("eval", *req.encoders)) or real_run(req))
+    monkeypatch.setattr(bench.train.cache, "train", lambda *a, **k: events.append("train") or real_train(*a, **k))
+    monkeypatch.setattr(bench.sweep.job, "run", lambda req: events.append(("eval", *req.encoders)) or real_run(req))
 
     req = RunRequest(encoders=("clip", "fare4"), eps=(parse_eps("4/255"),), datasets=("novel-colours", "novel-shapes"),
                      n_samples=4, batch_size=4, out=tmp_path / "out", progress=False)
@@ -51,11 +55,11 @@ def test_untrained_encoder_is_trained_once_before_its_evaluations(tmp_path, monk
     assert len(statuses) == 2 * 2 * 2 and {s.state for s in statuses} == {"done"}
 
     # a cell whose run lock is held reads as running, with its stored samples
-    run_dir = next((tmp_path / "out" / "runs").glob("fare4-zeroshot-colour-apgd-*"))
+    run_dir = next((tmp_path / "out" / "runs").glob("fare4-zeroshot-novel-colours-apgd-*"))
     (run_dir / "rows.csv").rename(run_dir / "rows.bak")
     with FileLock(str(run_dir / ".lock")):
         running = [s for s in status(tmp_path / "out")[1] if s.state == "running"]
-    assert [(s.key, s.progress) for s in running] == [("fare4 zeroshot/colour apgd 4/255", "4/4")]
+    assert [(s.key, s.progress) for s in running] == [("fare4 zeroshot/novel-colours apgd 4/255", "4/4")]
 
     # nothing left to train or run: the same sweep again submits nothing
     (run_dir / "rows.bak").rename(run_dir / "rows.csv")
