@@ -26,7 +26,7 @@ any of them and fails as ambiguous.
 
 Tolerance: ``sigmas`` × NOISE_RATIO × the binomial standard deviation sqrt(p(1−p)/n) of a proportion, with p
 shrunk as (k+1)/(n+2) so that a cell at 0 % or 100 % still tolerates a sample or two. NOISE_RATIO is the measured
-seed-to-seed standard deviation over the binomial one (scripts/measure_noise.py; figures in the README). A row of the
+seed-to-seed standard deviation over the binomial one (scripts/measure_noise.py; docs/regression-check.md). A row of the
 baseline may carry its own ``tolerance`` (absolute, stored units), which wins: ``--write-baseline`` records one per
 compared cell, from evaluation noise and, for an encoder trained on demand, measured training noise
 (``bench.check_tolerance``), with its reason and the value the cell had before (``BASELINE_COLUMNS``); metrics that

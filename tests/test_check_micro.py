@@ -16,7 +16,7 @@ from bench.check import read_baseline
 from bench.cli import main
 
 BASELINE = Path(__file__).resolve().parents[1] / "results" / "baselines" / "micro.csv"
-# the baseline also holds trained encoders' cells; a fresh machine has not trained them (README: Regression check)
+# the baseline also holds trained encoders' cells; a fresh machine has not trained them (docs/regression-check.md)
 QUICK = ["--encoder", "clip", "--dataset", "novel-colours", "--n-samples", "200"]
 
 
@@ -33,7 +33,7 @@ def weaken_apgd(monkeypatch, iterations: int) -> None:
 
 
 def test_committed_baseline_measures_the_committed_micro_clip():
-    """A new micro CLIP must come with a refreshed baseline (README: Regression check)."""
+    """A new micro CLIP must come with a refreshed baseline (docs/regression-check.md)."""
     from bench.micro.encoders import micro_card
 
     rows = read_baseline(BASELINE)

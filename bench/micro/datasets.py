@@ -80,7 +80,8 @@ class MicroDataset:
     role: str  # "zero-shot" or "in-distribution"
     within: Slice  # the scenes it draws
     label: str  # what a class is: shape | colour | count | position | object (shape and colour)
-    holds_out: str  # what it holds out from fine-tuning, in words (also in the README's dataset table)
+    # what it holds out from fine-tuning, in words (also the dataset table of docs/guide/suites.md; tests/test_docs.py)
+    holds_out: str
     stream: int
 
     @property

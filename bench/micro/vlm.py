@@ -12,7 +12,8 @@ from tasks.vlm.micro import load_micro_vlm
 from tasks.vqa import VQAData
 
 DATASETS = {"coco-captioning": ("micro-coco",), "vqav2": ("micro-vqa",), "targeted": ("micro-coco",)}
-# small enough that the ensemble's 600 - 900 attack iterations per sample run in minutes on a CPU (README)
+# small enough that the ensemble's 600 - 900 attack iterations per sample run in minutes on a CPU
+# (docs/guide/vision-language.md)
 SAMPLES = {"coco-captioning": 64, "vqav2": 64, "targeted": 32}
 BATCH = {"coco-captioning": 64, "vqav2": 64, "targeted": 32}
 

@@ -13,8 +13,8 @@ gradient and pixel noise. Those are the "finer distinctions" that let a small pe
 encoder while the true signal (tens of grey levels) is still there for a robust one to hold on to.
 
 Images are 128 px (the micro CLIP reads them as 8 × 8 patches of 16 px). At 64 px the same design left the
-undefended micro CLIP far more robust than a real CLIP at ε = 1/255 (the README's world-design notes give the
-figures); lengths are written for 64 px and scaled with the image, so the two look alike.
+undefended micro CLIP far more robust than a real CLIP at ε = 1/255 (docs/guide/suites.md, "Why world version
+2", gives the figures); lengths are written for 64 px and scaled with the image, so the two look alike.
 
 Three rendering styles are the world's image domains: ``solid`` (filled, the domain of the fine-tuning set),
 ``outline`` (a thin contour, the analogue of ImageNet-Sketch) and ``striped`` (the object filled with stripes of its
