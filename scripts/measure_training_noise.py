@@ -2,9 +2,10 @@
 recipe that differ only in their seed or thread count, and what tolerance (and power) that gives.
 
     python scripts/measure_training_noise.py --baseline results/baselines/micro.csv --encoder simclip4 \\
-        --encoder fare4 --seeds 0,1,2,3 --threads 1,2 [--out results/training-noise] [--sigmas 3]
+        --encoder fare4 --seeds 0,1,2,3 --threads 2,1 [--seeds-at-other-threads 0,1] [--out results/training-noise]
+        [--sigmas 3]
         [--training-sd pooled|cell] [--train-override FIELD=VALUE ...]
-        [--variant half-steps=steps=350 --variant no-anchor=method=simclip-siamese --attack-iterations 10]
+        [--variant half-steps=steps=350 --variant no-anchor@simclip4=method=simclip-siamese --attack-iterations 10]
 
 1. **Trainings.** For each encoder × seed × thread count: `bench check --baseline B --encoder E --train
    --train-override seed=S` with torch at T threads and a training cache of its own (<out>/cache/<E>-s<S>-t<T>), so
@@ -96,9 +97,11 @@ def environment(cache: Path, threads: int, log: Path):
             os.environ["BENCH_CACHE"] = before_cache
 
 
-def check(args, baseline: Path, encoder: str, overrides: list[str], label: str, threads: int) -> int:
-    """`bench check` of ``encoder``'s baseline cells, trained with ``overrides``, into <out>/runs/<label>; its exit
-    status (0 passed, 1 regressed). Done before (a ``done.json`` there): read back, not redone."""
+def check(args, baseline: Path, encoder: str, overrides: list[str], label: str, threads: int,
+          cache: str | None = None) -> int:
+    """`bench check` of ``encoder``'s baseline cells, trained with ``overrides`` (or found in the training cache
+    <out>/cache/<cache>, default <label>), into <out>/runs/<label>; its exit status (0 passed, 1 regressed). Done
+    before (a ``done.json`` there): read back, not redone."""
     runs = args.out / "runs" / label
     done = runs / "done.json"
     if done.is_file():
@@ -107,7 +110,7 @@ def check(args, baseline: Path, encoder: str, overrides: list[str], label: str, 
     command = ["check", "--baseline", str(baseline), "--encoder", encoder, "--train", "--out", str(runs),
                "--junit-xml", str(runs / "junit.xml"), "--no-progress",
                *[f"--train-override={o}" for o in [*args.train_override, *overrides]]]
-    with environment(args.out / "cache" / label, threads, runs / "check.log"):
+    with environment(args.out / "cache" / (cache or label), threads, runs / "check.log"):
         status = bench(command)
     if status not in (0, 1):
         sys.exit(f"{label}: bench check failed (status {status}); see {runs / 'check.log'}")
@@ -200,13 +203,17 @@ def apgd_cut_to(iterations: int):
 def power(args, scratch: Path) -> list[str]:
     """Which cells each variant (recipe change, attack cut) is caught on, against the measured tolerances."""
     lines = ["| variant | encoder | caught | cells caught (baseline → now, tolerance) |", "|---|---|---|---|"]
-    variants = [(label, spec.split(":"), contextlib.nullcontext) for label, _, spec in
+    # (label, recipe changes, attack context, whether the encoder's first seed's training is reused as it is)
+    variants = [(label, spec.split(":"), contextlib.nullcontext, False) for label, _, spec in
                 (v.partition("=") for v in args.variant)]
-    variants += [(f"apgd-{k}", [], lambda k=k: apgd_cut_to(k)) for k in args.attack_iterations]
-    for label, overrides, context in variants:
-        for encoder in args.encoder:
+    variants += [(f"apgd-{k}", [], lambda k=k: apgd_cut_to(k), True) for k in args.attack_iterations]
+    for label, overrides, context, reuse in variants:
+        label, _, only = label.partition("@")  # LABEL@ENCODER: a change that means something for one encoder only
+        for encoder in [only] if only else args.encoder:
+            trained = Training(encoder, args.seeds[0], args.threads[0]).tag if reuse else None
+            overrides = [f"seed={args.seeds[0]}"] if reuse else overrides
             with context():
-                status = check(args, scratch, encoder, overrides, f"{encoder}-{label}", args.threads[0])
+                status = check(args, scratch, encoder, overrides, f"{encoder}-{label}", args.threads[0], trained)
             failed = [case for case in ET.parse(args.out / "runs" / f"{encoder}-{label}" / "junit.xml").iter(
                 "testcase") if case.find("failure") is not None]
             cells = "; ".join(f"{c.get('name')}: {c.find('failure').get('message').split(':')[0]}" for c in failed)
@@ -219,17 +226,28 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--baseline", type=Path, required=True)
     p.add_argument("--encoder", action="append", required=True, help="a trained encoder of the baseline (repeat)")
     p.add_argument("--seeds", type=ints, default=[0, 1, 2, 3], help="training seeds (default 0,1,2,3)")
-    p.add_argument("--threads", type=ints, default=[1, 2], help="torch thread counts, each with every seed")
+    p.add_argument("--threads", type=ints, default=[2, 1], help="torch thread counts (default 2,1): the first with "
+                   "every seed, the others with --seeds-at-other-threads")
+    p.add_argument("--seeds-at-other-threads", type=ints, default=None, metavar="SEEDS",
+                   help="the seeds trained at the thread counts after the first (default: every seed)")
     p.add_argument("--out", type=Path, default=Path("results/training-noise"))
     p.add_argument("--sigmas", type=float, default=3.0)
     p.add_argument("--training-sd", choices=POOLING, default="pooled")
     p.add_argument("--train-override", action="append", default=[], metavar="FIELD=VALUE",
                    help="a recipe change for every training (e.g. a test's tiny recipe)")
-    p.add_argument("--variant", action="append", default=[], metavar="LABEL=FIELD=VALUE[:FIELD=VALUE…]",
-                   help="power: a training with these recipe changes, checked against the measured tolerance")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL[@ENCODER]=FIELD=VALUE[:FIELD=VALUE…]",
+                   help="power: a training with these recipe changes (of every encoder, or of ENCODER only), "
+                   "checked against the measured tolerance")
     p.add_argument("--attack-iterations", action="append", type=int, default=[], metavar="K",
                    help="power: APGD silently cut to K iterations, checked against the measured tolerance")
     return p.parse_args(argv)
+
+
+def planned_trainings(args) -> list[Training]:
+    """Every seed at the first thread count; the --seeds-at-other-threads (default: every seed) at the others."""
+    other = args.seeds if args.seeds_at_other_threads is None else args.seeds_at_other_threads
+    return [Training(e, s, t) for e in args.encoder for i, t in enumerate(args.threads)
+            for s in (args.seeds if i == 0 else other)]
 
 
 def run(argv: list[str] | None = None) -> str:
@@ -239,7 +257,7 @@ def run(argv: list[str] | None = None) -> str:
     missing = [e for e in args.encoder if e not in set(baseline["encoder"])]
     if missing:
         sys.exit(f"not in {args.baseline}: {', '.join(missing)}")
-    trainings = [Training(e, s, t) for e in args.encoder for s in args.seeds for t in args.threads]
+    trainings = planned_trainings(args)
     for t in trainings:
         check(args, args.baseline, t.encoder, [f"seed={t.seed}"], t.tag, t.threads)
     values = training_values(args, baseline, trainings)

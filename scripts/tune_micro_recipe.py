@@ -21,12 +21,13 @@ from pathlib import Path
 
 import torch
 
-from attacks.protocols import PROTOCOLS, run_protocol
+from attacks.backends import run_classification
+from attacks.registry import PROTOCOLS
 from bench.core.stats import wilson_interval
 from bench.encoders.resolve import resolve_encoder
 from bench.micro.train_data import FineTuningData
 from bench.suites import get_suite
-from tasks.zeroshot import attack_seeds
+from tasks.base import attack_seeds
 from tasks.zeroshot_model import ZeroShotClassifier
 
 
@@ -54,7 +55,7 @@ def validation_accuracy(tower_dir: Path, eps: float, n_val: int, batch: int = 10
         idx = list(range(start, min(n_val, start + batch)))
         x, y = data.load(idx)
         with torch.enable_grad():
-            out = run_protocol(head, x, y, eps, PROTOCOLS["apgd"], attack_seeds(0, idx))
+            out = run_classification("native", head, x, y, eps, PROTOCOLS["apgd"], attack_seeds(0, idx), seed=0)
         clean += int(out.clean_correct.sum())
         robust += int(out.robust.sum())
     return clean / n_val, robust / n_val

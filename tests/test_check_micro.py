@@ -1,9 +1,11 @@
 """`bench check` against the committed baseline on the real micro suite.
 
 The test re-runs one CI cell of the baseline: clip on `novel-colours` (seven hues 15° apart, 100 % clean) at
-ε = 1/255 with 200 samples, where APGD-CE has to work (45.5 % robust with 100 iterations). Re-run with the committed
-code it must pass; with the attack cut to 2 iterations (a silent iteration cut that keeps the protocol's label) it
-must fail and name the cell. The report is then drawn from the re-run's rows.
+ε = 1/255 with 200 samples, where APGD-CE has to work (45.5 % robust with 100 iterations). With the attack cut to 2
+iterations (a silent iteration cut that keeps the protocol's label) it must fail and name the cell; the report is
+then drawn from the re-run's rows. That the committed code passes on these cells (and the baseline's other
+datasets) is `.ci/run`'s own step, `bench check --baseline results/baselines/micro.csv --encoder clip`, after the
+tests: re-running it here too cost CI about a minute for nothing it does not already show.
 """
 
 from __future__ import annotations
@@ -44,18 +46,16 @@ def test_committed_baseline_measures_the_committed_micro_clip():
 
 
 @pytest.mark.slow
-def test_check_passes_on_committed_state_and_fails_on_weakened_attack(tmp_path, monkeypatch, capsys):
+def test_check_fails_on_weakened_attack_naming_the_cell(tmp_path, monkeypatch, capsys):
     check = ["check", "--baseline", str(BASELINE), *QUICK, "--no-progress"]
-    assert main([*check, "--out", str(tmp_path / "ok")]) == 0, capsys.readouterr().out
-    assert "within tolerance" in capsys.readouterr().out
-
     weaken_apgd(monkeypatch, 2)
     assert main([*check, "--out", str(tmp_path / "weak")]) == 1
     out = capsys.readouterr().out
     assert "REGRESSED clip zeroshot/novel-colours apgd ε=1/255 accuracy (n=200): robust accuracy rose" in out
     assert "attack got weaker" in out and "clean accuracy" not in out.split("REGRESSED", 1)[1]
+    assert "clip zeroshot/novel-colours clean accuracy (n=200)" in out  # compared, and within its tolerance
 
-    assert main(["report", "--out", str(tmp_path / "ok"), "--html", "--ci", "bootstrap"]) == 0
-    report = tmp_path / "ok" / "report"
+    assert main(["report", "--out", str(tmp_path / "weak"), "--html", "--ci", "bootstrap"]) == 0
+    report = tmp_path / "weak" / "report"
     assert (report / "report.html").stat().st_size > 0 and (report / "tradeoff.svg").is_file()
     assert "| clip |" in (report / "table.md").read_text()

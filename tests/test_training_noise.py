@@ -29,6 +29,17 @@ def script():
     return module
 
 
+def test_every_seed_at_the_first_thread_count_and_the_chosen_ones_at_the_others():
+    measure = script()
+    args = measure.parse_args(["--baseline", "b.csv", "--encoder", "simclip4", "--encoder", "fare4", "--seeds", "0,1,2",
+                               "--threads", "2,1", "--seeds-at-other-threads", "0"])
+    assert [t.tag for t in measure.planned_trainings(args)] == [
+        "simclip4-s0-t2", "simclip4-s1-t2", "simclip4-s2-t2", "simclip4-s0-t1",
+        "fare4-s0-t2", "fare4-s1-t2", "fare4-s2-t2", "fare4-s0-t1"]
+    every = measure.parse_args(["--baseline", "b.csv", "--encoder", "fare4", "--seeds", "0,1", "--threads", "2,1"])
+    assert len(measure.planned_trainings(every)) == 4
+
+
 @pytest.mark.slow
 def test_training_noise_of_a_tiny_recipe(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
@@ -40,7 +51,7 @@ def test_training_noise_of_a_tiny_recipe(tmp_path, monkeypatch, capsys):
                  "--write-baseline"]) == 0
     out = tmp_path / "noise"
     args = ["--baseline", str(baseline), "--encoder", "fare4", "--seeds", "0,1", "--threads", "1", "--out", str(out),
-            "--variant", "one-step=steps=1", "--attack-iterations", "1"]
+            "--variant", "one-step@fare4=steps=1", "--attack-iterations", "1"]
     text = script().run(args)
 
     noise = pd.read_csv(out / "training_noise.csv", dtype={"eps_str": str}).set_index("eps_str")
@@ -59,6 +70,8 @@ def test_training_noise_of_a_tiny_recipe(tmp_path, monkeypatch, capsys):
     assert "| fare4 | novel-colours | 4/255 |" in text and "Pooled training sd" in text
     assert "| one-step | fare4 |" in text and "| apgd-1 | fare4 |" in text
     assert (out / "runs" / "fare4-one-step" / "junit.xml").is_file()
+    # the attack cut re-runs the first training's encoder: nothing trained for it
+    assert not (out / "cache" / "fare4-apgd-1").exists() and (out / "runs" / "fare4-apgd-1" / "junit.xml").is_file()
 
     assert main(["check", "--baseline", str(baseline), "--encoder", "fare4", "--write-baseline", "--train",
                  "--training-noise", str(out / "training_noise.csv"), "--no-progress"]) == 0
