@@ -60,6 +60,7 @@ from bench.check_tolerance import (
     training_spread,
 )
 from bench.cli import main as bench
+from bench.core.errors import BenchError
 from bench.report.metrics import SANITY_PREFIX, style
 from bench.store import Store
 
@@ -253,7 +254,10 @@ def planned_trainings(args) -> list[Training]:
 def run(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     t0 = time.time()
-    baseline = read_baseline(args.baseline)
+    try:
+        baseline = read_baseline(args.baseline)
+    except BenchError as error:  # a missing or malformed baseline: one line, as `bench check` gives it
+        sys.exit(f"error: {error}")
     missing = [e for e in args.encoder if e not in set(baseline["encoder"])]
     if missing:
         sys.exit(f"not in {args.baseline}: {', '.join(missing)}")
