@@ -212,9 +212,9 @@ def power(args, scratch: Path) -> list[str]:
         label, _, only = label.partition("@")  # LABEL@ENCODER: a change that means something for one encoder only
         for encoder in [only] if only else args.encoder:
             trained = Training(encoder, args.seeds[0], args.threads[0]).tag if reuse else None
-            overrides = [f"seed={args.seeds[0]}"] if reuse else overrides
+            changes = [f"seed={args.seeds[0]}"] if reuse else overrides
             with context():
-                status = check(args, scratch, encoder, overrides, f"{encoder}-{label}", args.threads[0], trained)
+                status = check(args, scratch, encoder, changes, f"{encoder}-{label}", args.threads[0], trained)
             failed = [case for case in ET.parse(args.out / "runs" / f"{encoder}-{label}" / "junit.xml").iter(
                 "testcase") if case.find("failure") is not None]
             cells = "; ".join(f"{c.get('name')}: {c.find('failure').get('message').split(':')[0]}" for c in failed)
