@@ -5,16 +5,14 @@ The site itself is built by tox's docs env (`mkdocs build --strict`: broken link
 from __future__ import annotations
 
 import configparser
-import importlib.util
 import re
 import subprocess
-import sys
 import tomllib
-from functools import cache
 from pathlib import Path
 
 import pytest
 import yaml
+from script_modules import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -28,14 +26,9 @@ KNOWN_OUTSIDE = {
 }
 
 
-@cache
 def diagram_script():
-    """scripts/layers_diagram.py, loaded as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("layers_diagram", ROOT / "scripts" / "layers_diagram.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """scripts/layers_diagram.py, loaded as a module."""
+    return load_script("layers_diagram")
 
 
 def nav_pages() -> list[str]:

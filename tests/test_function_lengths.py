@@ -3,23 +3,14 @@ short enough to read as named steps; the measurement itself is checked on a know
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from functools import cache
-from pathlib import Path
+from script_modules import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 ATTACKS_LIMIT = 60  # lines from `def` to the last line, docstring included
 
 
-@cache
 def measure():
-    """The script, loaded as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("function_lengths", ROOT / "scripts" / "function_lengths.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    """The script, loaded as a module."""
+    return load_script("function_lengths")
 
 
 def test_lengths_count_from_def_to_last_line(tmp_path):

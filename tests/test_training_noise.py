@@ -6,27 +6,19 @@ reads."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from script_modules import load_script
 
 from bench.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = "train:steps=2:batch_size=8:n_train=16:warmup_steps=1"
 
 
 def script():
-    spec = importlib.util.spec_from_file_location("measure_training_noise",
-                                                  ROOT / "scripts" / "measure_training_noise.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("measure_training_noise")
 
 
 def test_every_seed_at_the_first_thread_count_and_the_chosen_ones_at_the_others():

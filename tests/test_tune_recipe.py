@@ -3,22 +3,14 @@ scores the tower (clean and APGD-CE at the training ε) on the fine-tuning set's
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from script_modules import load_script
 
 
 def script():
-    spec = importlib.util.spec_from_file_location("tune_micro_recipe", ROOT / "scripts" / "tune_micro_recipe.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tune_micro_recipe")
 
 
 @pytest.mark.slow
