@@ -6,8 +6,9 @@
 For each candidate (recipe fields as ``name=value``; the rest from the micro recipe) it trains the encoder with
 ``bench train`` into a directory of its own and measures, on the fine-tuning set's held-out validation split (scenes
 of the fine-tuning distribution that training never draws), clean and APGD-CE-100 robust accuracy over the
-fine-tuning classes at the training ε, read through the fine-tuning set's own prompts. It prints one row per
-candidate with the training time from the card. The evaluation datasets are never loaded.
+fine-tuning classes at the training ε, read through the fine-tuning set's own prompts. It prints the micro CLIP's
+row first (the reference: no fine-tuning), then one row per candidate with the training time from the card. The
+evaluation datasets are never loaded.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from tasks.zeroshot_model import ZeroShotClassifier
 
 
 def parse_candidate(text: str) -> dict[str, str]:
-    fields = dict(part.split("=", 1) for part in text.split(",") if part)
-    return {k.strip(): v.strip() for k, v in fields.items()}
+    parts = [part for part in text.split(",") if part]
+    malformed = [part for part in parts if "=" not in part]
+    if malformed:  # one line, not a traceback
+        raise SystemExit(f"error: --candidate {text!r}: {malformed[0]!r} is not FIELD=VALUE")
+    return {k.strip(): v.strip() for k, _, v in (part.partition("=") for part in parts)}
 
 
 def train(encoder: str, fields: dict[str, str], out: Path) -> dict:
@@ -45,9 +49,10 @@ def train(encoder: str, fields: dict[str, str], out: Path) -> dict:
 
 
 @torch.no_grad()
-def validation_accuracy(tower_dir: Path, eps: float, n_val: int, batch: int = 100) -> tuple[float, float]:
-    """Clean and APGD-CE-100 robust accuracy on the fine-tuning set's validation split (fine-tuning classes)."""
-    encoder = get_suite("micro").load_encoder(resolve_encoder(f"candidate={tower_dir}"), "cpu")
+def validation_accuracy(encoder_name: str, eps: float, n_val: int, batch: int = 100) -> tuple[float, float]:
+    """Clean and APGD-CE-100 robust accuracy on the fine-tuning set's validation split (fine-tuning classes) of an
+    ``--encoder`` value: ``clip`` (the reference) or ``candidate=<tower dir>``."""
+    encoder = get_suite("micro").load_encoder(resolve_encoder(encoder_name), "cpu")
     data = FineTuningData(n_val, split="val")
     head = ZeroShotClassifier(encoder, data.class_prompts, "mean")
     clean = robust = 0
@@ -70,18 +75,23 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     spec = resolve_encoder(args.encoder)
     eps = float(spec.train_eps)
+    candidates = [(text, parse_candidate(text)) for text in args.candidate]  # a malformed one stops before any work
     print(f"{'candidate':<48} {'train s':>8} {'clean':>14} {'robust':>14}")
-    for text in args.candidate:
-        fields = parse_candidate(text)
+    row("micro CLIP (not fine-tuned)", None, *validation_accuracy("clip", eps, args.n_val), args.n_val)
+    for text, fields in candidates:
         out = args.work / f"{args.encoder}-{'-'.join(f'{k}{v}' for k, v in sorted(fields.items()))}"
         t0 = time.time()
         card = train(args.encoder, fields, out)
-        clean, robust = validation_accuracy(out, eps, args.n_val)
-        cells = [f"{100 * v:5.1f} [{100 * lo:4.1f}, {100 * hi:4.1f}]"
-                 for v in (clean, robust) for lo, hi in [wilson_interval(round(v * args.n_val), args.n_val)]]
-        seconds = card.get("wall_seconds", time.time() - t0)
-        print(f"{text:<48} {seconds:>8.0f} {cells[0]:>14} {cells[1]:>14}", flush=True)
+        clean, robust = validation_accuracy(f"candidate={out}", eps, args.n_val)
+        row(text, card.get("wall_seconds", time.time() - t0), clean, robust, args.n_val)
     return 0
+
+
+def row(label: str, seconds: float | None, clean: float, robust: float, n: int) -> None:
+    cells = [f"{100 * v:5.1f} [{100 * lo:4.1f}, {100 * hi:4.1f}]"
+             for v in (clean, robust) for lo, hi in [wilson_interval(round(v * n), n)]]
+    took = "–" if seconds is None else f"{seconds:.0f}"
+    print(f"{label:<48} {took:>8} {cells[0]:>14} {cells[1]:>14}", flush=True)
 
 
 if __name__ == "__main__":

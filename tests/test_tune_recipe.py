@@ -18,7 +18,9 @@ def test_a_candidate_is_trained_and_scored_on_the_validation_split(tmp_path, cap
     tune = script()
     candidate = "steps=2,batch_size=8,n_train=16,warmup_steps=1"
     assert tune.main(["--encoder", "fare4", "--candidate", candidate, "--n-val", "8", "--work", str(tmp_path)]) == 0
-    row = capsys.readouterr().out.strip().splitlines()[-1]
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].startswith("micro CLIP (not fine-tuned)")  # the reference row, before any candidate
+    row = lines[-1]
     assert row.startswith(candidate)
     clean, robust = (float(v) for v in re.findall(r"(\d+\.\d) \[", row))
     assert 0 <= robust <= clean <= 100

@@ -40,8 +40,8 @@ PAPER_DATA = dict(suite="paper", n_train=1_281_167)
 # set and held-out datasets) the learning rate was re-tuned on the fine-tuning set's validation split only
 # (`python scripts/tune_micro_recipe.py --encoder E --candidate lr=…`: 200 validation scenes of the 40 fine-tuning
 # classes read through the fine-tuning prompt, clean and APGD-CE 100 at 4/255; the criterion, fixed before measuring,
-# is the mean of clean and robust accuracy over simclip4 and tecoa4). The micro CLIP scores 58.0 clean there (18.0 at
-# 1/255, 0.0 at 4/255). Clean / robust %, n = 200 (the 1e-3 towers trained at two threads, the others at one):
+# is the mean of clean and robust accuracy over simclip4 and tecoa4). The micro CLIP (the script's reference row)
+# scores 58.0 / 0.0 there. Clean / robust %, n = 200 (the 1e-3 towers trained at two threads, the others at one):
 #   lr 1e-3   simclip4 54.0 / 29.5   tecoa4 54.0 / 27.5   fare4 54.0 / 28.5   ← kept
 #   lr 3e-4   simclip4 56.5 / 19.0   tecoa4 50.0 / 11.0
 #   lr 1e-4   simclip4 52.5 /  8.0   tecoa4 50.5 /  2.0
