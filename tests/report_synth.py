@@ -29,10 +29,11 @@ def add_cell(root: Path, encoder: str, dataset: str, eps: str, value: float, *, 
              card_extra: dict | None = None, protocol: str | None = None, steps: int | None = None,
              encoder_sha256: str | None = None, encoder_source: str = "", records: bool = True,
              engine_version: str = ENGINE_VERSION, robust: list[bool] | None = None,
-             row_extra: dict | None = None) -> str:
+             row_extra: dict | None = None, predictions: list[tuple[int, int]] | None = None) -> str:
     """Store one finished cell; returns its run id. ``value`` is in stored units (accuracy 0.45 = 45 %); the cell
     is the installed attack engine's unless ``engine_version`` says otherwise. ``robust``: which samples the records
-    mark robust (default: the first value·n); ``row_extra``: more columns of its rows."""
+    mark robust (default: the first value·n); ``row_extra``: more columns of its rows; ``predictions``: each sample's
+    (label, clean prediction) in its records."""
     attack = attack or ("none" if eps == "0" else "apgd")
     summary, default_steps, restarts = PROTOCOLS.get(attack, (attack, 100, 1))
     cfg = CellConfig(suite, encoder, encoder_sha256 or f"sha-{encoder}", task, dataset, attack, eps_value(eps), eps,
@@ -43,7 +44,9 @@ def add_cell(root: Path, encoder: str, dataset: str, eps: str, value: float, *, 
         column = "robust" if eps != "0" else "clean_correct"
         flags = robust if robust is not None else [i < k for i in range(n)]
         run.write_batch([{"sample_id": f"s{i:05d}", "index": i, column: flags[i],
-                          **({"clean_correct": True} if column == "robust" else {})} for i in range(n)])
+                          **({"clean_correct": True} if column == "robust" else {}),
+                          **({"label": predictions[i][0], "clean_pred": predictions[i][1]} if predictions else {})}
+                         for i in range(n)])
     lo, hi = wilson_interval(k, n) if k is not None else (math.nan, math.nan)
     base = {"run_id": cfg.run_id, "suite": suite, "encoder": encoder, "method": encoder.rstrip("24"),
             "train_eps": "" if encoder == "clip" else f"{encoder[-1]}/255", "task": task, "dataset": dataset,

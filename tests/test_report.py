@@ -147,6 +147,20 @@ def test_latest_run_wins_and_mixed_sample_sets_are_warned(tmp_path):
     assert md_row(to_markdown(table_of(tmp_path, filters=Filters(n_samples=(200,)))), "clip")[0] == "50.0"
 
 
+def test_a_constant_answer_is_named_not_read_as_robustness(tmp_path):
+    """An encoder that answers one class for 92 % of the images keeps its accuracy under any attack; the report
+    says so. One answering the right class (a balanced spread of answers) is not named."""
+    n, labels = 100, [i % 4 for i in range(100)]
+    collapsed = [(y, 2 if i < 92 else 3) for i, y in enumerate(labels)]
+    for eps, value in (("0", 0.25), ("4/255", 0.25)):
+        add_cell(tmp_path, "tecoa4", "novel-shapes", eps, value, n=n, predictions=collapsed)
+        add_cell(tmp_path, "fare4", "novel-shapes", eps, value, n=n, predictions=[(y, y) for y in labels])
+    notes = [note for note in table_of(tmp_path).notes if note.startswith("constant answers")]
+    assert notes == ["constant answers: tecoa4 gives one class for most clean images on novel-shapes (92.0 %); there "
+                     "its accuracy, clean and robust, is that class's share of the data, not robustness"]
+    assert not [note for note in build_table(Store(tmp_path).rows()).notes if note.startswith("constant")]  # no store
+
+
 def test_headline_metric_is_data_driven(tmp_path):
     extra = [{"metric": "bleu4", "value": 0.3}]
     add_cell(tmp_path, "clip", "coco", "0", 1.155, task="coco-captioning", metric="cider", extra_rows=extra)

@@ -14,6 +14,7 @@ from attacks.protocols import ADAPTIVE
 from bench.core.errors import BenchError
 from bench.core.stats import bootstrap_interval
 from bench.report.bootstrap import read_records
+from bench.report.constant import constant_prediction_notes
 from bench.report.metrics import SANITY_PREFIX, headline_rows, per_sample_values, style
 from bench.report.sanity import Flag, failed_flags
 from bench.report.select import (
@@ -292,7 +293,7 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
     columns = _columns(head, layout, attacks, in_distribution)
     encoders = encoder_order(head["encoder"])
     notes = (_notes(head, layout, attacks) + _method_notes(head) + _defence_notes(head) + checkpoints
-             + mixed_sample_sets(head) + hidden)
+             + mixed_sample_sets(head) + constant_prediction_notes(head, store_root) + hidden)
     cell_values = {(r.encoder, r.task, r.dataset, str(r.eps_str), _column_attack(r.eps, r.attack, attacks)):
                    float(r.value) for r in head.itertuples()}
     cell_values.update(worst_case_values(head, attacks, store_root, notes))

@@ -1,0 +1,36 @@
+"""Cells where a classifier gives (almost) one answer to every image. There its accuracy, clean or robust, is that
+class's share of the dataset, and no attack can lower it below that share: a collapsed encoder reads as robust. A
+report names such cells, so that nobody ranks a constant answer as robustness (micro TeCoA⁴ answers one class on
+three of the five zero-shot datasets).
+
+Read from the per-sample records (``clean_pred``, ``label``) of each (encoder, task, dataset): the clean cell's
+when stored, else any attacked cell's, as every classification cell records the clean prediction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report.bootstrap import read_records
+
+CONSTANT_SHARE = 0.9  # a cell is named when this share of its clean predictions, or more, is one class
+
+
+def constant_prediction_notes(head: pd.DataFrame, store_root: Path | None) -> list[str]:
+    """One note per encoder that answers one class on at least ``CONSTANT_SHARE`` of a dataset's clean images."""
+    if store_root is None or head.empty:
+        return []
+    found: dict[str, list[str]] = {}
+    cells = head.sort_values("eps", kind="stable").drop_duplicates(["encoder", "task", "dataset"])
+    for r in cells.itertuples():
+        records = read_records(store_root, r.run_id)
+        if not {"clean_pred", "label"} <= set(records.columns) or records.empty:
+            continue  # not a classification cell, or stored without its records
+        shares = records["clean_pred"].value_counts(normalize=True)
+        if records["label"].nunique() > 1 and shares.iloc[0] >= CONSTANT_SHARE:
+            found.setdefault(r.encoder, []).append(f"{r.dataset} ({100 * shares.iloc[0]:.1f} %)")
+    return [f"constant answers: {encoder} gives one class for most clean images on {', '.join(datasets)}; there its "
+            f"accuracy, clean and robust, is that class's share of the data, not robustness"
+            for encoder, datasets in found.items()]
