@@ -35,7 +35,6 @@ from attacks.base import ball
 from attacks.losses import LOSSES, UNSUPPORTED, classification_objective
 from attacks.protocols import Protocol, Stage, run_protocol
 from attacks.registry import ATTACKS
-from attacks.vlm import VLMProtocol
 from bench.core.config import CellConfig
 from bench.core.errors import BenchError, NeedsTraining
 from bench.defences import DEFENCES
@@ -49,6 +48,7 @@ from tasks.registry import TASKS, protocol_for
 # measured: at 10/255 the tiny classifier keeps 7 of its 20 clean-correct points robust under every built-in preset
 # and loses 13, so both sides of "robust ≤ clean" are exercised
 EPS = 10 / 255
+CLASSIFICATION_ITERATIONS = 500  # Square's queries cut from 5,000; every other stage runs in full (≤ 100)
 VLM_EPS = 8 / 255
 VLM_ITERATIONS = 2
 VLM_SAMPLES = 2
@@ -104,7 +104,9 @@ def classifier_batch():
 @pytest.mark.parametrize("attack", classification_presets())
 def test_classification_preset_contract(attack, classifier_batch):
     model, x, y = classifier_batch
-    protocol = ATTACKS.get(attack)
+    # the invariants hold at any length; Square's 5,000 queries, run twice for determinism on points the tiny model
+    # never loses, were the slowest test of the suite (the full presets run in the parity tests)
+    protocol = cut(ATTACKS.get(attack), CLASSIFICATION_ITERATIONS)
     seeds = torch.arange(len(x)) + 17
     out = run_protocol(model, x, y, EPS, protocol, seeds)
 
@@ -131,7 +133,7 @@ def micro():
     return get_suite("micro"), load_micro_clip()
 
 
-def cut(protocol: VLMProtocol, iterations: int) -> VLMProtocol:
+def cut(protocol, iterations: int):
     return dataclasses.replace(protocol, stages=tuple(dataclasses.replace(s, iterations=min(s.iterations, iterations))
                                                       for s in protocol.stages))
 
