@@ -1,7 +1,7 @@
 """Cells where a classifier gives (almost) one answer to every image. There its accuracy, clean or robust, is that
-class's share of the dataset, and no attack can lower it below that share: a collapsed encoder reads as robust. A
-report names such cells, so that nobody ranks a constant answer as robustness (micro TeCoA⁴ answers one class on
-three of the five zero-shot datasets).
+class's share of the dataset, and an attack that cannot move the answer leaves it there: a collapsed encoder reads as
+robust. A report names such cells, so that nobody ranks a constant answer as robustness (micro TeCoA⁴ answers one
+class on three of the five zero-shot datasets).
 
 Read from the per-sample records (``clean_pred``, ``label``) of each (encoder, task, dataset): the clean cell's
 when stored, else any attacked cell's, as every classification cell records the clean prediction.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.core.errors import BenchError
 from bench.report.bootstrap import read_records
 
 CONSTANT_SHARE = 0.9  # a cell is named when this share of its clean predictions, or more, is one class
@@ -25,7 +26,10 @@ def constant_prediction_notes(head: pd.DataFrame, store_root: Path | None) -> li
     found: dict[str, list[str]] = {}
     cells = head.sort_values("eps", kind="stable").drop_duplicates(["encoder", "task", "dataset"])
     for r in cells.itertuples():
-        records = read_records(store_root, r.run_id)
+        try:
+            records = read_records(store_root, r.run_id)
+        except BenchError:
+            continue  # a corrupt per-sample file: the table still shows the stored rows; this note is a diagnosis
         if not {"clean_pred", "label"} <= set(records.columns) or records.empty:
             continue  # not a classification cell, or stored without its records
         shares = records["clean_pred"].value_counts(normalize=True)
