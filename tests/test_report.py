@@ -197,6 +197,16 @@ def test_wilson_and_bootstrap_intervals(tmp_path):
     lo, hi = boot.interval("clip", boot.columns[0])
     assert lo < 50 < hi and abs((hi - lo) - 9.8) < 1.5  # close to Wilson's width for n = 400, p = 0.5
     assert any("bootstrap" in n for n in boot.notes)
+    assert "95 % intervals: Wilson score intervals from the stored rows" in wilson.notes
+
+
+def test_stored_intervals_of_a_mean_are_not_called_wilson(tmp_path):
+    """A captioning task stores a bootstrap interval of the mean CIDEr: the note says what is shown."""
+    add_cell(tmp_path, "clip", "coco", "0", 1.155, task="coco-captioning", metric="cider")
+    add_cell(tmp_path, "clip", "novel-shapes", "0", 0.5)
+    notes = table_of(tmp_path, ci="wilson").notes
+    assert ("95 % intervals: those stored with the rows (a percentile bootstrap of the mean for cider; Wilson score "
+            "for the proportions)") in notes
 
 
 def test_bootstrap_falls_back_when_records_do_not_match(tmp_path):

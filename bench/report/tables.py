@@ -211,8 +211,18 @@ def _intervals(head: pd.DataFrame, ci: str | None, store_root: Path | None, note
                      + (f"; stored (Wilson) intervals where per-sample values were unavailable: "
                         f"{', '.join(sorted(fallback))}" if fallback else ""))
     else:
-        notes.append("95 % intervals: Wilson score intervals from the stored rows")
+        notes.append(stored_interval_note(set(head["metric"])))
     return out
+
+
+def stored_interval_note(metrics: set[str]) -> str:
+    """What the intervals stored with the rows are: a task writes Wilson's for a proportion (accuracy, success
+    rate) and a bootstrap of the mean for the rest (CIDEr and VQA accuracy are not proportions)."""
+    others = sorted(m for m in metrics if not style(m).proportion)
+    if not others:
+        return "95 % intervals: Wilson score intervals from the stored rows"
+    return (f"95 % intervals: those stored with the rows (a percentile bootstrap of the mean for {', '.join(others)}"
+            + ("; Wilson score for the proportions)" if len(others) < len(metrics) else ")"))
 
 
 def average_interval(values: list[float], sizes: list[int]) -> tuple[float, float]:
