@@ -134,6 +134,7 @@ def micro():
 
 
 def cut(protocol, iterations: int):
+    """A classification or vision-language protocol with every stage cut to at most ``iterations``."""
     return dataclasses.replace(protocol, stages=tuple(dataclasses.replace(s, iterations=min(s.iterations, iterations))
                                                       for s in protocol.stages))
 
