@@ -24,14 +24,15 @@ def constant_prediction_notes(head: pd.DataFrame, store_root: Path | None) -> li
     if store_root is None or head.empty:
         return []
     found: dict[str, list[str]] = {}
-    cells = head.sort_values("eps", kind="stable").drop_duplicates(["encoder", "task", "dataset"])
+    classified = head[head["metric"] == "accuracy"]  # only classification cells record predictions: read no other
+    cells = classified.sort_values("eps", kind="stable").drop_duplicates(["encoder", "task", "dataset"])
     for r in cells.itertuples():
         try:
             records = read_records(store_root, r.run_id)
         except BenchError:
             continue  # a corrupt per-sample file: the table still shows the stored rows; this note is a diagnosis
         if not {"clean_pred", "label"} <= set(records.columns) or records.empty:
-            continue  # not a classification cell, or stored without its records
+            continue  # stored without its records
         shares = records["clean_pred"].value_counts(normalize=True)
         if records["label"].nunique() > 1 and shares.iloc[0] >= CONSTANT_SHARE:
             found.setdefault(r.encoder, []).append(f"{r.dataset} ({100 * shares.iloc[0]:.1f} %)")
