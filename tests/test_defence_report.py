@@ -70,6 +70,21 @@ def test_a_single_attack_has_no_worst_case_column(tmp_path):
     assert not any(c.attack in (WORST,) or c.is_gap for c in tab.columns)
 
 
+def test_averages_of_the_worst_case_carry_an_interval_and_the_gaps_none(tmp_path):
+    """With --ci, the zero-shot average of the worst case has the interval of a mean of proportions over the
+    attacks' common samples; a gap is a difference of two accuracies and gets none (it once raised a KeyError)."""
+    for dataset in ("novel-shapes", "novel-colours"):
+        store_with_attacks(tmp_path, dataset=dataset, attacks=("transfer-apgd", "adaptive"))
+    tab = build_table(Store(tmp_path).rows(), Filters(protocols=("transfer-apgd", "adaptive")), ci="wilson",
+                      store_root=tmp_path)
+    average = {c.attack: c for c in tab.columns if c.dataset == "average" and c.eps > 0}
+    assert tab.display("clip+ttc", average[WORST]) == 30.0  # samples 3, 4, 5 on both datasets
+    low, high = tab.intervals[("clip+ttc", average[WORST])]
+    assert low < 0.3 < high
+    assert ("clip+ttc", average[gap_name("transfer-apgd")]) in tab.values
+    assert ("clip+ttc", average[gap_name("transfer-apgd")]) not in tab.intervals
+
+
 def test_adaptive_is_each_encoders_own_protocol(tmp_path):
     store_with_attacks(tmp_path, attacks=("adaptive",))
     store_with_attacks(tmp_path, encoder="clip", attacks=("adaptive",), row_extra={})

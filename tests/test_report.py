@@ -295,6 +295,36 @@ def test_cli_report_training_curves_of_evaluated_encoders(tmp_path, capsys):
     assert "fare4-micro-aaa" in page and "tecoa4-micro-bbb" not in page  # only the evaluated checkpoint
 
 
+def test_probe_curves_keep_the_in_distribution_dataset_out_of_the_zero_shot_average():
+    from bench.report.training import probe_curves
+
+    probe = pd.DataFrame({"step": [0, 0, 0, 50, 50, 50], "dataset": ["objects", "count", "sketch"] * 2,
+                          "clean_accuracy": [0.9, 0.6, 0.4, 0.5, 0.3, 0.1],
+                          "robust_accuracy": [0.0, 0.2, 0.0, 0.4, 0.1, 0.1]})
+    curves = dict(probe_curves(probe, ("objects",)))
+    assert list(curves) == ["zero-shot average", "in-distribution"]
+    assert curves["zero-shot average"]["clean_accuracy"].round(6).tolist() == [0.5, 0.2]
+    assert curves["in-distribution"]["robust_accuracy"].tolist() == [0.0, 0.4]
+    only = probe_curves(probe[probe["dataset"] != "objects"], ("objects",))  # nothing in distribution was probed
+    assert [name for name, _ in only] == ["zero-shot average"]
+    assert [name for name, _ in probe_curves(probe, ())] == ["zero-shot average"]  # a suite without one
+
+
+def test_cli_report_draws_the_anchor_figure_from_probe_logs(tmp_path, capsys):
+    add_cell(tmp_path, "fare4", "novel-shapes", "0", 0.8, encoder_sha256="f" * 64)
+    d = tmp_path / "cache" / "encoders" / "fare4-micro-aaa"
+    d.mkdir(parents=True)
+    (d / "card.json").write_text(json.dumps({"encoder": "fare4", "method": "fare", "sha256": "f" * 64}))
+    pd.DataFrame({"step": [1, 2], "cos_to_original": [0.9, 0.95], "spread": [0.07, 0.07]}).to_csv(
+        d / "train_log.csv", index=False)
+    pd.DataFrame({"step": [0, 0, 2, 2], "dataset": ["objects", "novel-shapes"] * 2,
+                  "clean_accuracy": [0.9, 0.8, 0.7, 0.6], "robust_accuracy": [0.0, 0.0, 0.3, 0.2],
+                  "iterations": 10}).to_csv(d / "probe_log.csv", index=False)
+    assert main(["report", "--out", str(tmp_path), "--cache", str(tmp_path / "cache")]) == 0
+    assert (tmp_path / "report" / "anchor.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "probe: in-distribution" in (tmp_path / "report" / "anchor.svg").read_text()
+
+
 def test_run_card_shows_provenance(tmp_path, capsys):
     run_id = add_cell(tmp_path, "clip", "novel-shapes", "4/255", 0.1,
                       extra_rows=[{"metric": "sanity:eps_monotone", "value": 0.0}],

@@ -20,7 +20,7 @@ from bench.report.plots import plot_dataset_bars, plot_metric_vs_eps, plot_trade
 from bench.report.render import legend, to_latex, to_markdown, write_csv
 from bench.report.sanity import flags_markdown
 from bench.report.select import Filters
-from bench.report.tables import ReportTable, build_table
+from bench.report.tables import ReportTable, build_table, suite_in_distribution
 from bench.report.training import (
     evaluated_checkpoints,
     find_training_runs,
@@ -66,7 +66,8 @@ def write_report(req: ReportRequest) -> tuple[ReportTable, list[Path]]:
                               plot_training_curves(runs, out / "training_curves")[0]))
     if any(r.probe is not None for r in runs):
         figures.append(Figure("why the anchor matters: drift from the original encoder and zero-shot accuracy on "
-                              "the probe set during training", plot_anchor(runs, out / "anchor")[0]))
+                              "the probe set during training",
+                              plot_anchor(runs, out / "anchor", suite_in_distribution(tab.suite))[0]))
     written += [p for f in figures for p in (f.png, f.png.with_suffix(".svg"))]
     if req.html:
         page = build_html(tab, figures, training_summary(runs) if runs else None, gallery_images(req.store))

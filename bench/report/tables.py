@@ -32,7 +32,7 @@ from bench.report.select import (
     single_suite,
     split_by_attack,
 )
-from bench.report.worst import GAP, derived_columns, worst_case_values
+from bench.report.worst import GAP, WORST, derived_columns, worst_case_values
 from bench.suites import get_suite
 from bench.train.objectives import OBJECTIVES, method_label
 
@@ -139,6 +139,12 @@ def _suite(name: str):
         return get_suite(name)
     except BenchError:
         return None
+
+
+def suite_in_distribution(name: str) -> tuple[str, ...]:
+    """The datasets of suite ``name`` that are its fine-tuning distribution (outside the zero-shot average);
+    none for an unknown suite."""
+    return tuple(getattr(_suite(name), "in_distribution", ()))
 
 
 def _task_layout(suite: str, head: pd.DataFrame) -> list[tuple[str, list[str]]]:
@@ -299,16 +305,20 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
     attacks = selected_attacks(filters) if split_by_attack(filters) else ()
     check_single_protocol(head, by_attack=bool(attacks))
     layout = _task_layout(suite, head)
-    in_distribution = tuple(getattr(_suite(suite), "in_distribution", ()))
+    in_distribution = suite_in_distribution(suite)
     columns = _columns(head, layout, attacks, in_distribution)
     encoders = encoder_order(head["encoder"])
     notes = (_notes(head, layout, attacks) + _method_notes(head) + _defence_notes(head) + checkpoints
              + mixed_sample_sets(head) + constant_prediction_notes(head, store_root) + hidden)
     cell_values = {(r.encoder, r.task, r.dataset, str(r.eps_str), _column_attack(r.eps, r.attack, attacks)):
                    float(r.value) for r in head.itertuples()}
-    cell_values.update(worst_case_values(head, attacks, store_root, notes))
+    worst = worst_case_values(head, attacks, store_root, notes)
+    cell_values.update(worst)
     cell_sizes = {(r.encoder, r.task, r.dataset, str(r.eps_str), _column_attack(r.eps, r.attack, attacks)):
                   int(r.n_samples) for r in head.itertuples()}
+    # the worst case is a proportion over its attacks' common samples; a gap is a difference, with no size
+    group_sizes = {key[:4]: n for key, n in cell_sizes.items()}
+    cell_sizes.update({key: group_sizes[key[:4]] for key in worst if key[-1] == WORST})
     if in_distribution and any(d in in_distribution for d in head["dataset"]):
         notes.append(f"{ZERO_SHOT_AVERAGE}: the mean over the zero-shot datasets; in-distribution (the fine-tuning "
                      f"distribution, reported apart): {', '.join(in_distribution)}")
@@ -329,7 +339,7 @@ def build_table(rows: pd.DataFrame, filters: Filters | None = None, ci: str | No
                          for d in averaged(datasets_of[col.task], in_distribution)]
                 if all(p in cell_values for p in parts):  # an average over fewer datasets would mislead
                     tab.values[(enc, col)] = float(np.mean([cell_values[p] for p in parts]))
-                    if ci is not None:
+                    if ci is not None and all(p in cell_sizes for p in parts):
                         tab.intervals[(enc, col)] = average_interval([cell_values[p] for p in parts],
                                                                      [cell_sizes[p] for p in parts])
                 checks = sorted({c for p in parts for c in cell_flags.get(p, [])})

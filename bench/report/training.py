@@ -91,24 +91,37 @@ def plot_training_curves(runs: list[TrainingRun], stem: Path) -> list[Path]:
     return save(fig, stem)
 
 
-def plot_anchor(runs: list[TrainingRun], stem: Path) -> list[Path]:
+def probe_curves(probe: pd.DataFrame, in_distribution: tuple[str, ...]) -> list[tuple[str, pd.DataFrame]]:
+    """The probe's clean and robust accuracy per step, averaged apart over the zero-shot datasets and over the
+    in-distribution ones (the fine-tuning distribution), as the papers report them apart; a part the probe did not
+    measure is left out."""
+    inside = probe["dataset"].isin(in_distribution)
+    parts = (("zero-shot average", probe[~inside]), ("in-distribution", probe[inside]))
+    return [(name, part.groupby("step")[["clean_accuracy", "robust_accuracy"]].mean().reset_index())
+            for name, part in parts if len(part)]
+
+
+PROBE_LINE_STYLES = {"zero-shot average": "-", "in-distribution": "--"}
+
+
+def plot_anchor(runs: list[TrainingRun], stem: Path, in_distribution: tuple[str, ...] = ()) -> list[Path]:
     """Why the anchor matters: for the encoders trained with probes, the cosine of the clean embedding to the
-    original encoder's, the embedding spread, and probe zero-shot accuracy clean and under APGD at the training ε
-    (averaged over the probe datasets), against the training step."""
+    original encoder's, the embedding spread, and probe accuracy clean and under APGD at the training ε (solid: the
+    zero-shot datasets' average; dashed: the ``in_distribution`` datasets'), against the training step."""
     plt = pyplot()
     probed = [r for r in runs if r.probe is not None]
     fig, axes = plt.subplots(1, 4, figsize=(14.4, 3.2), squeeze=False)
     for i, run in enumerate(probed):
         name = run.card.get("encoder", run.directory.name)
         label = f"{name}: {run.card.get('method_label', run.card.get('method'))}"
-        probe = run.probe.groupby("step")[["clean_accuracy", "robust_accuracy"]].mean().reset_index()
-        iterations = int(run.probe["iterations"].iloc[0]) if "iterations" in run.probe.columns else None
         health = run.log[["step", "cos_to_original", "spread"]].dropna()
-        series = [(health["step"], health["cos_to_original"]), (health["step"], health["spread"]),
-                  (probe["step"], 100 * probe["clean_accuracy"]), (probe["step"], 100 * probe["robust_accuracy"])]
-        for ax, (x, y) in zip(axes[0], series):
-            ax.plot(x, y, color=f"C{i}", lw=1.2, label=label)
-    robust = f"APGD-{iterations} at training ε" if probed and iterations else "under attack"
+        axes[0][0].plot(health["step"], health["cos_to_original"], color=f"C{i}", lw=1.2, label=label)
+        axes[0][1].plot(health["step"], health["spread"], color=f"C{i}", lw=1.2)
+        for part, curve in probe_curves(run.probe, in_distribution):
+            for ax, column in zip(axes[0][2:], ("clean_accuracy", "robust_accuracy")):
+                ax.plot(curve["step"], 100 * curve[column], color=f"C{i}", lw=1.2, ls=PROBE_LINE_STYLES[part])
+    iterations = next((int(r.probe["iterations"].iloc[0]) for r in probed if "iterations" in r.probe.columns), None)
+    robust = f"APGD-{iterations} at training ε" if iterations else "under attack"
     titles = ("cosine to the original embedding", "embedding spread", "probe accuracy, clean (%)",
               f"probe accuracy, {robust} (%)")
     for ax, title in zip(axes[0], titles):
@@ -116,6 +129,10 @@ def plot_anchor(runs: list[TrainingRun], stem: Path) -> list[Path]:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
+    shown = {part for r in probed for part, _ in probe_curves(r.probe, in_distribution)}
+    for part in (p for p in PROBE_LINE_STYLES if p in shown and len(shown) > 1):  # a key to the line styles
+        handles.append(plt.Line2D([], [], color="0.3", lw=1.2, ls=PROBE_LINE_STYLES[part]))
+        labels.append(f"probe: {part}")
     fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return save(fig, stem)
