@@ -12,6 +12,7 @@ from report_synth import add_cell, grid, standard_grid
 from bench.cli import main
 from bench.core.errors import BenchError
 from bench.report import Filters, build_table, to_latex, to_markdown
+from bench.report.training import probe_curves
 from bench.store import Store
 
 
@@ -296,8 +297,6 @@ def test_cli_report_training_curves_of_evaluated_encoders(tmp_path, capsys):
 
 
 def test_probe_curves_keep_the_in_distribution_dataset_out_of_the_zero_shot_average():
-    from bench.report.training import probe_curves
-
     probe = pd.DataFrame({"step": [0, 0, 0, 50, 50, 50], "dataset": ["objects", "count", "sketch"] * 2,
                           "clean_accuracy": [0.9, 0.6, 0.4, 0.5, 0.3, 0.1],
                           "robust_accuracy": [0.0, 0.2, 0.0, 0.4, 0.1, 0.1]})

@@ -111,6 +111,7 @@ def plot_anchor(runs: list[TrainingRun], stem: Path, in_distribution: tuple[str,
     plt = pyplot()
     probed = [r for r in runs if r.probe is not None]
     fig, axes = plt.subplots(1, 4, figsize=(14.4, 3.2), squeeze=False)
+    shown = set()  # the probe parts drawn (zero-shot, in-distribution): the legend keys their line styles
     for i, run in enumerate(probed):
         name = run.card.get("encoder", run.directory.name)
         label = f"{name}: {run.card.get('method_label', run.card.get('method'))}"
@@ -118,6 +119,7 @@ def plot_anchor(runs: list[TrainingRun], stem: Path, in_distribution: tuple[str,
         axes[0][0].plot(health["step"], health["cos_to_original"], color=f"C{i}", lw=1.2, label=label)
         axes[0][1].plot(health["step"], health["spread"], color=f"C{i}", lw=1.2)
         for part, curve in probe_curves(run.probe, in_distribution):
+            shown.add(part)
             for ax, column in zip(axes[0][2:], ("clean_accuracy", "robust_accuracy")):
                 ax.plot(curve["step"], 100 * curve[column], color=f"C{i}", lw=1.2, ls=PROBE_LINE_STYLES[part])
     iterations = next((int(r.probe["iterations"].iloc[0]) for r in probed if "iterations" in r.probe.columns), None)
@@ -129,8 +131,7 @@ def plot_anchor(runs: list[TrainingRun], stem: Path, in_distribution: tuple[str,
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    shown = {part for r in probed for part, _ in probe_curves(r.probe, in_distribution)}
-    for part in (p for p in PROBE_LINE_STYLES if p in shown and len(shown) > 1):  # a key to the line styles
+    for part in (p for p in PROBE_LINE_STYLES if p in shown and len(shown) > 1):
         handles.append(plt.Line2D([], [], color="0.3", lw=1.2, ls=PROBE_LINE_STYLES[part]))
         labels.append(f"probe: {part}")
     fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8, frameon=False)
